@@ -1,0 +1,71 @@
+"""Configuration as dataclasses: the model's shape and the training recipe.
+
+Defaults are microgpt's. `validate()` turns nonsense into a `UsageError` that says
+which option to change, before any work is done.
+"""
+
+from dataclasses import asdict, dataclass
+
+from microgpt.errors import UsageError
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int          # number of tokens: the characters of the training file + BOS
+    n_embd: int = 16         # C, width of the residual stream
+    n_head: int = 4          # NH, attention heads per layer
+    n_layer: int = 1         # L, transformer blocks
+    block_size: int = 16     # T_max, the longest context the model sees (positions 0..block_size-1)
+
+    @property
+    def head_dim(self):
+        """HS = C / NH, the width of one attention head."""
+        return self.n_embd // self.n_head
+
+    def validate(self):
+        for name in ("vocab_size", "n_embd", "n_head", "n_layer", "block_size"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.n_embd % self.n_head:
+            raise UsageError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
+                f"try --n-head {_largest_divisor_at_most(self.n_embd, self.n_head)}")
+        return self
+
+    def to_dict(self):
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000        # optimisation steps; the learning rate decays linearly to 0 over them
+    lr: float = 0.01         # peak learning rate (step 0)
+    beta1: float = 0.85      # Adam: decay of the first-moment (mean) estimate
+    beta2: float = 0.99      # Adam: decay of the second-moment (uncentred variance) estimate
+    eps: float = 1e-8        # Adam: added to sqrt(v) so the update never divides by 0
+    batch_size: int = 1      # documents per step; the loss is the mean over their target tokens
+    init_std: float = 0.08   # weights are drawn from N(0, init_std²)
+    seed: int = 42           # seeds the initial weights, the data order and sampling
+
+    def validate(self):
+        if self.steps < 1:
+            raise UsageError(f"steps must be at least 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise UsageError(f"batch size must be at least 1, got {self.batch_size}")
+        if not self.lr > 0:
+            raise UsageError(f"learning rate must be positive, got {self.lr}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise UsageError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not self.eps > 0:
+            raise UsageError(f"eps must be positive, got {self.eps}")
+        if not self.init_std > 0:
+            raise UsageError(f"init_std must be positive, got {self.init_std}")
+        return self
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def _largest_divisor_at_most(n, k):
+    return max(d for d in range(1, min(n, k) + 1) if n % d == 0)

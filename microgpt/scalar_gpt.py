@@ -1,0 +1,194 @@
+"""The GPT written on scalar `Value`s: every weight, activation and gradient is a node.
+
+One token at a time, with a KV cache (shapes as Python lists; C = n_embd,
+NH = n_head, HS = head_dim, V = vocab_size, t = tokens seen so far):
+
+    x = rmsnorm(wte[token] + wpe[pos])                           (C,)
+    for each layer:
+        q, k, v = Wq·rmsnorm(x), Wk·rmsnorm(x), Wv·rmsnorm(x)    (C,) each; k, v appended to the cache
+        per head h:  a_h = softmax(q_h·k_h[s] / √HS for s ≤ pos) (t,)
+                     o_h = Σ_s a_h[s] · v_h[s]                   (HS,)
+        x = x + Wo·concat(o_0 .. o_{NH-1})                       (C,)
+        x = x + W2·relu(W1·rmsnorm(x))                           (C,)   hidden (4C,)
+    logits = lm_head·x                                           (V,)
+
+The loss of a document is the mean cross-entropy of predicting each next token.
+With `atomic=True` the model is built from +, * and friends only, without the
+n-ary `sum`/`dot` nodes: same numbers, many more nodes (for teaching and benchmarks).
+"""
+
+import functools
+import math
+
+import numpy as np
+
+from microgpt.engine import Value, name_scope
+from microgpt.params import Params
+
+RMSNORM_EPS = 1e-5
+
+
+def atomic_sum(xs):
+    """x_0 + x_1 + ... as a chain of binary + nodes."""
+    xs = list(xs)
+    total = xs[0]
+    for x in xs[1:]:
+        total = total + x
+    return total
+
+
+def atomic_dot(ws, xs):
+    """Σ w_i · x_i as a chain of binary * and + nodes."""
+    return atomic_sum([w * x for w, x in zip(ws, xs)])
+
+
+@functools.lru_cache(maxsize=8)
+def param_labels(config):
+    """A label for every entry of the flat parameter vector, e.g. "layer0.attn_wq[3,5]"."""
+    labels = []
+    for name, shape in Params(config).shapes.items():
+        labels += [f"{name}[{i},{j}]" for i in range(shape[0]) for j in range(shape[1])]
+    return tuple(labels)
+
+
+class ScalarGPT:
+    """The GPT on one set of parameter Values (labelled leaves, made from a `Params`)."""
+
+    def __init__(self, params, atomic=False):
+        self.config = params.config
+        self.leaves = [Value(x, label=label)
+                       for x, label in zip(params.flat.tolist(), param_labels(self.config))]
+        # name -> list of rows, each a list of Values; rows index the output, as in W @ x
+        self.w = {}
+        for name, (rows, cols) in params.shapes.items():
+            start = params.offsets[name]
+            self.w[name] = [self.leaves[start + r * cols:start + (r + 1) * cols] for r in range(rows)]
+        self.sum = atomic_sum if atomic else Value.sum
+        self.dot = atomic_dot if atomic else Value.dot
+
+    # ------------------------------------------------------------------ layers
+
+    def linear(self, x, w):
+        """W·x for W given as rows: (out,) from (in,)."""
+        return [self.dot(row, x) for row in w]
+
+    def rmsnorm(self, x):
+        """x / sqrt(mean(x²) + eps), with no learned weights."""
+        mean_square = self.dot(x, x) * (1.0 / len(x))
+        scale = (mean_square + RMSNORM_EPS) ** -0.5
+        return [xi * scale for xi in x]
+
+    def softmax(self, logits):
+        """exp(l_i - max) / Σ_j exp(l_j - max); the max is a constant that only prevents overflow."""
+        top = max(l.data for l in logits)
+        exps = [(l - top).exp() for l in logits]
+        inv_total = self.sum(exps) ** -1
+        return [e * inv_total for e in exps]
+
+    def attention(self, x, layer, cache):
+        """Causal multi-head self-attention of the newest position over the cache. (C,) -> (C,)"""
+        hd = self.config.head_dim
+        q = self.linear(x, self.w[f"layer{layer}.attn_wq"])
+        cache.keys[layer].append(self.linear(x, self.w[f"layer{layer}.attn_wk"]))
+        cache.values[layer].append(self.linear(x, self.w[f"layer{layer}.attn_wv"]))
+        scale = 1.0 / math.sqrt(hd)
+        heads_out = []
+        for h in range(self.config.n_head):
+            with name_scope(f"head{h}"):
+                lo, hi = h * hd, (h + 1) * hd
+                q_h = q[lo:hi]
+                logits = [self.dot(q_h, k[lo:hi]) * scale for k in cache.keys[layer]]
+                weights = self.softmax(logits)                       # (t,)
+                for j in range(lo, hi):
+                    heads_out.append(self.dot(weights, [v[j] for v in cache.values[layer]]))
+        return self.linear(heads_out, self.w[f"layer{layer}.attn_wo"])
+
+    def mlp(self, x, layer):
+        """W2·relu(W1·x): (C,) -> (4C,) -> (C,)"""
+        hidden = [h.relu() for h in self.linear(x, self.w[f"layer{layer}.mlp_fc1"])]
+        return self.linear(hidden, self.w[f"layer{layer}.mlp_fc2"])
+
+    # ------------------------------------------------------------------- model
+
+    def forward_token(self, token_id, pos, cache):
+        """Logits (V,) for the token after `token_id` at position `pos`; extends `cache`."""
+        with name_scope("embed"):
+            x = [t + p for t, p in zip(self.w["wte"][token_id], self.w["wpe"][pos])]
+            x = self.rmsnorm(x)
+        for layer in range(self.config.n_layer):
+            with name_scope(f"layer{layer}.attn"):
+                x = [a + b for a, b in zip(x, self.attention(self.rmsnorm(x), layer, cache))]
+            with name_scope(f"layer{layer}.mlp"):
+                x = [a + b for a, b in zip(x, self.mlp(self.rmsnorm(x), layer))]
+        with name_scope("lm_head"):
+            return self.linear(x, self.w["lm_head"])
+
+    def cross_entropy(self, logits, target):
+        """-log softmax(logits)[target] = log Σ_j exp(l_j - max) - (l_target - max)."""
+        top = max(l.data for l in logits)
+        shifted = [l - top for l in logits]
+        log_total = self.sum([s.exp() for s in shifted]).log()
+        return log_total - shifted[target]
+
+    def document_losses(self, tokens):
+        """The cross-entropy of each next-token prediction in one document, a list of Values."""
+        cache = KVCache(self.config.n_layer)
+        losses = []
+        for pos in range(len(tokens) - 1):
+            logits = self.forward_token(tokens[pos], pos, cache)
+            with name_scope("loss"):
+                losses.append(self.cross_entropy(logits, tokens[pos + 1]))
+        return losses
+
+    def loss(self, batch):
+        """Mean cross-entropy over every target token of a batch (a list of token lists)."""
+        losses = [l for tokens in batch for l in self.document_losses(tokens)]
+        with name_scope("loss"):
+            return self.sum(losses) * (1.0 / len(losses))
+
+    def param_grads(self):
+        """The leaves' gradients as one flat float64 vector, laid out like `Params.flat`."""
+        return np.fromiter((v.grad for v in self.leaves), dtype=np.float64, count=len(self.leaves))
+
+
+class KVCache:
+    """Per layer, the key and value vectors of every position seen so far."""
+
+    def __init__(self, n_layer):
+        self.keys = [[] for _ in range(n_layer)]     # [layer][pos] -> (C,) list of Values
+        self.values = [[] for _ in range(n_layer)]
+
+
+class ScalarDecoder:
+    """Feeds one token at a time through a ScalarGPT, keeping the KV cache."""
+
+    def __init__(self, model):
+        self.model = model
+        self.cache = KVCache(model.config.n_layer)
+        self.pos = 0
+
+    def step(self, token_id):
+        """Logits (V,) as a float64 array for the token after `token_id`."""
+        if self.pos >= self.model.config.block_size:
+            raise IndexError(f"the context is full (block_size {self.model.config.block_size})")
+        logits = self.model.forward_token(token_id, self.pos, self.cache)
+        self.pos += 1
+        return np.array([l.data for l in logits])
+
+
+class ScalarBackend:
+    """The backend interface (see `microgpt.backend`) on the scalar engine."""
+
+    name = "scalar"
+
+    def __init__(self, atomic=False):
+        self.atomic = atomic
+
+    def loss_and_grads(self, params, batch):
+        model = ScalarGPT(params, atomic=self.atomic)
+        loss = model.loss(batch)
+        loss.backward()
+        return loss.data, model.param_grads()
+
+    def decoder(self, params):
+        return ScalarDecoder(ScalarGPT(params, atomic=self.atomic))

@@ -1,0 +1,5 @@
+"""Ways of looking inside: the computation graph (graph.py) and plots (plots.py).
+
+Matplotlib and graphviz are imported inside the functions that draw, so that
+importing microgpt stays fast.
+"""
