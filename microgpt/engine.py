@@ -31,6 +31,11 @@ _scope_stack = [""]
 _creation_counter = itertools.count()
 
 
+def current_scope():
+    """The scope new Values get right now, e.g. "layer0.attn" ("" outside any scope)."""
+    return _scope_stack[-1]
+
+
 @contextlib.contextmanager
 def name_scope(name):
     """Record `name` (nested with dots) as the scope of every Value created inside.
@@ -208,5 +213,7 @@ class Value:
         return self.label or self._op or "leaf"
 
     def __repr__(self):
+        """What a node is at a glance, e.g. Value(dot in layer0.attn.head2, data=0.31, grad=-0.012, children=8)."""
+        where = f" in {self.scope}" if self.scope else ""
         kids = f", children={len(self._children)}" if self._children else ""
-        return f"Value({self.name}, data={self.data:.6g}, grad={self.grad:.6g}{kids})"
+        return f"Value({self.name}{where}, data={self.data:.6g}, grad={self.grad:.6g}{kids})"
