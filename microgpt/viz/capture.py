@@ -34,7 +34,8 @@ from microgpt.engine import current_scope
 class Capture:
     """The recorded numbers of one forward pass: name -> one row per position."""
 
-    def __init__(self, tokens):
+    def __init__(self, config, tokens):
+        self.config = config            # the GPTConfig of the model that ran
         self.tokens = list(tokens)
         self._rows = defaultdict(list)  # name -> [list of floats per position]
 
@@ -84,7 +85,7 @@ def capture_forward(params, tokens):
     if not 1 <= len(tokens) <= config.block_size:
         raise ValueError(f"capture_forward: {len(tokens)} tokens; give 1 to block_size ({config.block_size})")
     model = ScalarGPT(params)
-    capture = Capture(tokens)
+    capture = Capture(config, tokens)
     model.recorder = capture.record
     cache = KVCache(config.n_layer)
     for pos, token_id in enumerate(tokens):

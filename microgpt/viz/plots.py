@@ -1,6 +1,8 @@
-"""Plots with matplotlib (Agg backend, files only): the loss curve of a run."""
+"""Plots with matplotlib (Agg backend, files only): the loss curve of a run, attention maps."""
 
 import math
+
+import numpy as np
 
 
 def _pyplot():
@@ -48,3 +50,43 @@ def plot_loss(log, vocab_size, path):
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_attention(capture, labels, path, title=""):
+    """Every layer's and head's attention weights as a grid of heatmaps (rows layers, columns heads).
+
+    In each heatmap, row t is the query at position t and column s the key at
+    position s ≤ t; each row sums to 1. Cells above the diagonal are the future,
+    which a causal model cannot see: left blank. `labels` names the positions
+    (the input characters, "BOS" first).
+    """
+    plt = _pyplot()
+    n_layer, n_head = capture.config.n_layer, capture.config.n_head
+    T = len(labels)
+    cell = max(0.28 * T, 1.8)
+    fig, axes = plt.subplots(n_layer, n_head, figsize=(cell * n_head + 1.2, cell * n_layer + 0.9),
+                             squeeze=False, dpi=100)
+    cmap = plt.get_cmap("viridis").copy()
+    cmap.set_bad("white")  # NaN = a position the query cannot look at
+    for layer in range(n_layer):
+        for head in range(n_head):
+            ax = axes[layer][head]
+            weights = capture.attention(layer, head)
+            image = ax.imshow(weights, cmap=cmap, vmin=0.0, vmax=1.0)
+            ax.set_xticks(range(T), labels, fontsize=8, rotation=90 if T > 8 else 0)
+            ax.set_yticks(range(T), labels, fontsize=8)
+            ax.set_title(f"layer {layer}, head {head}", fontsize=9)
+            if T <= 8:  # few enough cells to print the weights themselves
+                for (t, s), w in np.ndenumerate(weights):
+                    if s <= t:
+                        ax.text(s, t, f"{w:.2f}", ha="center", va="center", fontsize=6,
+                                color="black" if w > 0.6 else "white")
+        axes[layer][0].set_ylabel("query (predicting after)", fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("key (looked at)", fontsize=8)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
+    fig.suptitle(title or "attention weights", fontsize=10)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
