@@ -21,7 +21,19 @@ def smooth(values, alpha=0.05):
     return out
 
 
+def save(fig, path):
+    """Write `fig` to `path` and free it (pyplot keeps every open figure alive)."""
+    fig.savefig(path, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
 def plot_loss(log, vocab_size, path):
+    """Write `loss_figure` to `path` (the loss.png of a run)."""
+    return save(loss_figure(log, vocab_size), path)
+
+
+def loss_figure(log, vocab_size):
     """Loss per step (raw and smoothed) with the learning rate, and the uniform baseline ln V.
 
     `log` is `train.read_log(run_dir)`. A model that learned nothing predicts every
@@ -47,12 +59,15 @@ def plot_loss(log, vocab_size, path):
     ax.legend(lines[0] + lr_lines[0], lines[1] + lr_lines[1], loc="upper right", fontsize=8)
     ax.set_title("training loss")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def plot_attention(capture, labels, path, title=""):
+    """Write `attention_figure` to `path`."""
+    return save(attention_figure(capture, labels, title), path)
+
+
+def attention_figure(capture, labels, title=""):
     """Every layer's and head's attention weights as a grid of heatmaps (rows layers, columns heads).
 
     In each heatmap, row t is the query at position t and column s the key at
@@ -86,7 +101,5 @@ def plot_attention(capture, labels, path, title=""):
         ax.set_xlabel("key (looked at)", fontsize=8)
     fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
     fig.suptitle(title or "attention weights", fontsize=10)
-    fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig
 
