@@ -136,3 +136,53 @@ def test_token_graph_at_full_budget_renders_within_the_benchmarked_time(token_lo
     seconds = time.perf_counter() - start
     assert len(drawn_ids(graph)) == DEFAULT_BUDGET
     assert seconds < RENDER_SECONDS_LIMIT, f"{seconds:.2f} s; benchmarks/bench_graph.py measured 1.37 s"
+
+
+# ------------------------------------------------------------------------ the CLI
+
+def test_graph_command_draws_an_expression(cli, tmp_path):
+    out = tmp_path / "expr.svg"
+    result = cli("graph", "expression", "--out", out)
+    assert result.returncode == 0, result.stderr
+    texts = [el.text for el in ET.parse(out).getroot().iter(SVG_TEXT)]
+    assert "L" in texts and "data -8" in texts
+
+
+def test_graph_command_draws_a_document_with_an_expanded_scope(cli, tmp_path):
+    out = tmp_path / "doc.svg"
+    result = cli("graph", "document", "--text", "ava", "--expand", "loss", "--budget", "60",
+                 "--grad-colors", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert "loss of the document 'ava', 4 predictions" in result.stdout
+    texts = [el.text or "" for el in ET.parse(out).getroot().iter(SVG_TEXT)]
+    assert any("60 drawn one by one" in t for t in texts)
+    assert "layer0.attn.head3" in texts
+
+
+def test_graph_command_writes_dot_source_without_graphviz(cli, tmp_path):
+    out = tmp_path / "token.dot"
+    result = cli("graph", "token", "--pos", "2", "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert out.read_text().startswith("digraph {")
+
+
+def test_without_dot_it_writes_the_source_and_says_how_to_install(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no `dot` on it
+    result = cli("graph", "neuron", "--out", tmp_path / "neuron.svg")
+    assert result.returncode == 1
+    assert (tmp_path / "neuron.dot").read_text().startswith("digraph {")
+    assert not (tmp_path / "neuron.svg").exists()
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "apt-get install graphviz" in result.stderr and "neuron.dot" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--out", "g.jpg"], "end the file name with one of .svg"),
+    (["--out", "g.svg", "--expand", "layer9"], "nothing to expand called layer9"),
+    (["--out", "g.svg", "--pos", "4", "--text", "ab"], "pos 4 is out of range"),
+    (["--out", "g.svg", "--run-dir", "nowhere"], "not a run directory"),
+])
+def test_graph_command_errors_are_one_line(cli, tmp_path, args, message):
+    result = cli("graph", *args, cwd=tmp_path)
+    assert result.returncode in (1, 2)
+    assert message in result.stderr and "Traceback" not in result.stderr

@@ -81,8 +81,7 @@ def attention_figure(capture, labels, title=""):
     cell = max(0.28 * T, 1.8)
     fig, axes = plt.subplots(n_layer, n_head, figsize=(cell * n_head + 1.2, cell * n_layer + 0.9),
                              squeeze=False, dpi=100)
-    cmap = plt.get_cmap("viridis").copy()
-    cmap.set_bad("white")  # NaN = a position the query cannot look at
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")  # NaN: a position it cannot look at
     for layer in range(n_layer):
         for head in range(n_head):
             ax = axes[layer][head]
