@@ -51,6 +51,13 @@ def name_scope(name):
         _scope_stack.pop()
 
 
+def zero_interior_grads(nodes):
+    """Set .grad = 0 on every node that was computed (has children); leaves keep theirs."""
+    for node in nodes:
+        if node._children:
+            node.grad = 0.0
+
+
 class Value:
     """A scalar that remembers how it was computed, so it can be differentiated."""
 
@@ -190,9 +197,7 @@ class Value:
         leaves between optimisation steps.
         """
         order = self.topological_order()
-        for node in order:
-            if node._children:
-                node.grad = 0.0
+        zero_interior_grads(order)
         self.grad = 1.0
         for node in reversed(order):
             yield node
