@@ -31,6 +31,11 @@ _scope_stack = [""]
 _creation_counter = itertools.count()
 
 
+def current_scope():
+    """The scope new Values get right now, e.g. "layer0.attn" ("" outside any scope)."""
+    return _scope_stack[-1]
+
+
 @contextlib.contextmanager
 def name_scope(name):
     """Record `name` (nested with dots) as the scope of every Value created inside.
@@ -44,6 +49,13 @@ def name_scope(name):
         yield
     finally:
         _scope_stack.pop()
+
+
+def zero_interior_grads(nodes):
+    """Set .grad = 0 on every node that was computed (has children); leaves keep theirs."""
+    for node in nodes:
+        if node._children:
+            node.grad = 0.0
 
 
 class Value:
@@ -185,9 +197,7 @@ class Value:
         leaves between optimisation steps.
         """
         order = self.topological_order()
-        for node in order:
-            if node._children:
-                node.grad = 0.0
+        zero_interior_grads(order)
         self.grad = 1.0
         for node in reversed(order):
             yield node
@@ -208,5 +218,7 @@ class Value:
         return self.label or self._op or "leaf"
 
     def __repr__(self):
+        """What a node is at a glance, e.g. Value(dot in layer0.attn.head2, data=0.31, grad=-0.012, children=8)."""
+        where = f" in {self.scope}" if self.scope else ""
         kids = f", children={len(self._children)}" if self._children else ""
-        return f"Value({self.name}, data={self.data:.6g}, grad={self.grad:.6g}{kids})"
+        return f"Value({self.name}{where}, data={self.data:.6g}, grad={self.grad:.6g}{kids})"

@@ -15,6 +15,10 @@ NH = n_head, HS = head_dim, V = vocab_size, t = tokens seen so far):
 The loss of a document is the mean cross-entropy of predicting each next token.
 With `atomic=True` the model is built from +, * and friends only, without the
 n-ary `sum`/`dot` nodes: same numbers, many more nodes (for teaching and benchmarks).
+
+To look inside one forward pass, set `model.recorder` to a callable (see
+`microgpt.viz.capture`): the model hands it every intermediate it names with
+`self.record(...)`. With no recorder (training), each of those calls returns at once.
 """
 
 import contextlib
@@ -67,6 +71,16 @@ class ScalarGPT:
             self.w[name] = [self.leaves[start + r * cols:start + (r + 1) * cols] for r in range(rows)]
         self.sum = atomic_sum if atomic else Value.sum
         self.dot = atomic_dot if atomic else Value.dot
+        self.recorder = None  # recorder(name, values), called by record(); None while training
+
+    def record(self, name, values):
+        """Show `values` (a list of Values) to the recorder, if one is listening, under `name`.
+
+        The recorder sees the name inside the current name_scope, so "q" in
+        layer0.attn arrives as "layer0.attn.q".
+        """
+        if self.recorder is not None:
+            self.recorder(name, values)
 
     # ------------------------------------------------------------------ layers
 
@@ -78,6 +92,8 @@ class ScalarGPT:
         """x / sqrt(mean(x²) + eps), with no learned weights."""
         mean_square = self.dot(x, x) * (1.0 / len(x))
         scale = (mean_square + RMSNORM_EPS) ** -0.5
+        self.record("rmsnorm.mean_square", [mean_square])
+        self.record("rmsnorm.scale", [scale])
         return [xi * scale for xi in x]
 
     def softmax(self, logits):
@@ -93,6 +109,9 @@ class ScalarGPT:
         q = self.linear(x, self.w[f"layer{layer}.attn_wq"])
         cache.keys[layer].append(self.linear(x, self.w[f"layer{layer}.attn_wk"]))
         cache.values[layer].append(self.linear(x, self.w[f"layer{layer}.attn_wv"]))
+        self.record("q", q)
+        self.record("k", cache.keys[layer][-1])
+        self.record("v", cache.values[layer][-1])
         scale = 1.0 / math.sqrt(hd)
         heads_out = []
         for h in range(self.config.n_head):
@@ -101,13 +120,18 @@ class ScalarGPT:
                 q_h = q[lo:hi]
                 logits = [self.dot(q_h, k[lo:hi]) * scale for k in cache.keys[layer]]
                 weights = self.softmax(logits)                       # (t,)
+                self.record("weights", weights)
                 for j in range(lo, hi):
                     heads_out.append(self.dot(weights, [v[j] for v in cache.values[layer]]))
+        self.record("heads", heads_out)
         return self.linear(heads_out, self.w[f"layer{layer}.attn_wo"])
 
     def mlp(self, x, layer):
         """W2·relu(W1·x): (C,) -> (4C,) -> (C,)"""
-        hidden = [h.relu() for h in self.linear(x, self.w[f"layer{layer}.mlp_fc1"])]
+        pre_activation = self.linear(x, self.w[f"layer{layer}.mlp_fc1"])
+        hidden = [h.relu() for h in pre_activation]
+        self.record("fc1", pre_activation)
+        self.record("relu", hidden)
         return self.linear(hidden, self.w[f"layer{layer}.mlp_fc2"])
 
     # ------------------------------------------------------------------- model
@@ -117,13 +141,18 @@ class ScalarGPT:
         with name_scope("embed"):
             x = [t + p for t, p in zip(self.w["wte"][token_id], self.w["wpe"][pos])]
             x = self.rmsnorm(x)
+            self.record("out", x)
         for layer in range(self.config.n_layer):
             with name_scope(f"layer{layer}.attn"):
                 x = [a + b for a, b in zip(x, self.attention(self.rmsnorm(x), layer, cache))]
+                self.record("out", x)  # the residual stream after this sub-layer
             with name_scope(f"layer{layer}.mlp"):
                 x = [a + b for a, b in zip(x, self.mlp(self.rmsnorm(x), layer))]
+                self.record("out", x)
         with name_scope("lm_head"):
-            return self.linear(x, self.w["lm_head"])
+            logits = self.linear(x, self.w["lm_head"])
+            self.record("logits", logits)
+            return logits
 
     def cross_entropy(self, logits, target):
         """-log softmax(logits)[target] = log Σ_j exp(l_j - max) - (l_target - max)."""

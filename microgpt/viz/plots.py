@@ -1,6 +1,8 @@
-"""Plots with matplotlib (Agg backend, files only): the loss curve of a run."""
+"""Plots with matplotlib (Agg backend, files only): the loss curve of a run, attention maps."""
 
 import math
+
+import numpy as np
 
 
 def _pyplot():
@@ -19,7 +21,19 @@ def smooth(values, alpha=0.05):
     return out
 
 
+def save(fig, path):
+    """Write `fig` to `path` and free it (pyplot keeps every open figure alive)."""
+    fig.savefig(path, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
 def plot_loss(log, vocab_size, path):
+    """Write `loss_figure` to `path` (the loss.png of a run)."""
+    return save(loss_figure(log, vocab_size), path)
+
+
+def loss_figure(log, vocab_size):
     """Loss per step (raw and smoothed) with the learning rate, and the uniform baseline ln V.
 
     `log` is `train.read_log(run_dir)`. A model that learned nothing predicts every
@@ -45,6 +59,46 @@ def plot_loss(log, vocab_size, path):
     ax.legend(lines[0] + lr_lines[0], lines[1] + lr_lines[1], loc="upper right", fontsize=8)
     ax.set_title("training loss")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def plot_attention(capture, labels, path, title=""):
+    """Write `attention_figure` to `path`."""
+    return save(attention_figure(capture, labels, title), path)
+
+
+def attention_figure(capture, labels, title=""):
+    """Every layer's and head's attention weights as a grid of heatmaps (rows layers, columns heads).
+
+    In each heatmap, row t is the query at position t and column s the key at
+    position s ≤ t; each row sums to 1. Cells above the diagonal are the future,
+    which a causal model cannot see: left blank. `labels` names the positions
+    (the input characters, "BOS" first).
+    """
+    plt = _pyplot()
+    n_layer, n_head = capture.config.n_layer, capture.config.n_head
+    T = len(labels)
+    cell = max(0.28 * T, 1.8)
+    fig, axes = plt.subplots(n_layer, n_head, figsize=(cell * n_head + 1.2, cell * n_layer + 0.9),
+                             squeeze=False, dpi=100)
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")  # NaN: a position it cannot look at
+    for layer in range(n_layer):
+        for head in range(n_head):
+            ax = axes[layer][head]
+            weights = capture.attention(layer, head)
+            image = ax.imshow(weights, cmap=cmap, vmin=0.0, vmax=1.0)
+            ax.set_xticks(range(T), labels, fontsize=8, rotation=90 if T > 8 else 0)
+            ax.set_yticks(range(T), labels, fontsize=8)
+            ax.set_title(f"layer {layer}, head {head}", fontsize=9)
+            if T <= 8:  # few enough cells to print the weights themselves
+                for (t, s), w in np.ndenumerate(weights):
+                    if s <= t:
+                        ax.text(s, t, f"{w:.2f}", ha="center", va="center", fontsize=6,
+                                color="black" if w > 0.6 else "white")
+        axes[layer][0].set_ylabel("query (predicting after)", fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("key (looked at)", fontsize=8)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="attention weight")
+    fig.suptitle(title or "attention weights", fontsize=10)
+    return fig
+
