@@ -10,7 +10,6 @@ out as SVG, for the folded overview and for a scope expanded to fill the budget.
 """
 
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.machine import describe  # noqa: E402
 from microgpt.viz import subjects  # noqa: E402
 from microgpt.viz.graph import DEFAULT_BUDGET, draw_graph, reachable  # noqa: E402
 
@@ -44,8 +44,7 @@ def main():
     model, tokenizer = subjects.fresh_model()
     root = subjects.token_loss(model, tokenizer.document("emma", model.config.block_size), pos=1)
     dot_version = subprocess.run(["dot", "-V"], capture_output=True, text=True).stderr.strip()
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cpus, "
-          f"Python {platform.python_version()}, {dot_version}")
+    print(f"{describe()} | {dot_version}")
     print(f"graph: one token through the default GPT, {len(reachable(root)):,} values; "
           f"budget {DEFAULT_BUDGET}")
     for name, expand in CASES.items():
