@@ -75,13 +75,18 @@ def save_checkpoint(run_dir, checkpoint):
     Raises MicrogptError if the disk refuses (full, read-only, ...): the previous
     checkpoint, if any, is then left exactly as it was.
     """
+    weights_name = None
     try:
         os.makedirs(run_dir, exist_ok=True)
         weights_name = _write_weights(run_dir, checkpoint)
         text = json.dumps(_meta(checkpoint, weights_name, _sha256(os.path.join(run_dir, weights_name))),
                           indent=2, ensure_ascii=False) + "\n"
         atomic_write(os.path.join(run_dir, CHECKPOINT_JSON), lambda f: f.write(text.encode("utf-8")))
-    except OSError as e:
+    except BaseException as e:
+        if weights_name is not None and weights_name != _committed_weights(run_dir):
+            _remove_quietly(os.path.join(run_dir, weights_name))  # never committed: not part of any checkpoint
+        if not isinstance(e, OSError):
+            raise
         raise MicrogptError(
             f"cannot save the checkpoint of step {checkpoint.step} in {run_dir} ({_reason(e)}); "
             f"the previous checkpoint there is left as it was: make room or fix the directory, then retry") from None
@@ -93,14 +98,12 @@ def _write_weights(run_dir, checkpoint):
     arrays = dict(checkpoint.params.items())
     if checkpoint.optimizer is not None:
         arrays["adam.m"], arrays["adam.v"] = checkpoint.optimizer.m, checkpoint.optimizer.v
-    digest = {}
 
     def write(f):
         np.savez(f, **arrays)
 
-    def name_of(tmp):
-        digest["sha"] = _sha256(tmp)
-        return f"{WEIGHTS_PREFIX}{checkpoint.step:06d}-{digest['sha'][:8]}.npz"
+    def name_of(tmp):  # named after step and content, so it never replaces the weights in use
+        return f"{WEIGHTS_PREFIX}{checkpoint.step:06d}-{_sha256(tmp)[:8]}.npz"
 
     return atomic_write(run_dir, write, name_of=name_of)
 
@@ -162,10 +165,23 @@ def _remove_stale_files(run_dir, keep):
     for name in os.listdir(run_dir):
         stale_weights = name.startswith(WEIGHTS_PREFIX) and name.endswith(".npz") and name != keep
         if stale_weights or name.startswith(TMP_PREFIX):
-            try:
-                os.remove(os.path.join(run_dir, name))
-            except OSError:
-                pass  # garbage that stays is harmless: the JSON names the one file that counts
+            _remove_quietly(os.path.join(run_dir, name))
+
+
+def _remove_quietly(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass  # garbage that stays is harmless: the JSON names the one weights file that counts
+
+
+def _committed_weights(run_dir):
+    """The weights file the checkpoint.json on disk points to, or None."""
+    try:
+        with open(os.path.join(run_dir, CHECKPOINT_JSON), encoding="utf-8") as f:
+            return json.load(f).get("weights_file")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def prepare_run_dir(run_dir):
@@ -333,6 +349,7 @@ def _restore(arrays, meta, json_path):
     if meta["has_optimizer"]:
         expected["adam.m"] = expected["adam.v"] = (size,)
     problems = [f"{name} is missing" for name in expected if name not in arrays]
+    problems += [f"{name} is there but not in this model" for name in arrays if name not in expected]
     problems += [f"{name} has shape {arrays[name].shape}, not {shape}" for name, shape in expected.items()
                  if name in arrays and arrays[name].shape != shape]
     problems += [f"{name} is {a.dtype}, not float64" for name, a in arrays.items()
