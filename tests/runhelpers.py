@@ -7,7 +7,7 @@ import os
 from microgpt import cli
 
 # A model small enough that a step takes milliseconds on the scalar engine.
-TINY = ("--n-embd", "8", "--n-head", "2", "--block-size", "8", "--quiet")
+TINY = ("--n-embd", "4", "--n-head", "2", "--block-size", "10", "--quiet")
 
 
 def run_main(*args):
