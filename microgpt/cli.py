@@ -24,6 +24,16 @@ class ArgumentParser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        # argparse turns "--opt=--" into [] without calling the option's type; no option here takes a list
+        lists = [name for name, value in vars(parsed).items() if isinstance(value, list)]
+        if lists:
+            prog = f"{self.prog} {getattr(parsed, 'command', '')}".strip()
+            self.exit(2, f"{prog}: error: argument --{lists[0].replace('_', '-')}: expected one value "
+                         f"(see {prog} --help)\n")
+        return parsed
+
 
 def build_parser():
     parser = ArgumentParser(

@@ -10,7 +10,7 @@ import math
 import os
 import shlex
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from microgpt.backend import BACKENDS, get_backend
 from microgpt.checkpoint import CHECKPOINT_JSON, Checkpoint, load_checkpoint, prepare_run_dir
@@ -176,8 +176,16 @@ def check_same_data(run, docs, data_path):
                          f"change; resume with that file, or start a new run")
 
 
+def count_parameters(config):
+    """Parameters of `config`, without listing a (possibly absurd) number of layers:
+    the size with 0 layers plus n_layer times the size of one."""
+    def size(n_layer):
+        return sum(math.prod(shape) for shape in param_shapes(replace(config, n_layer=n_layer)).values())
+    return size(0) + config.n_layer * (size(1) - size(0))
+
+
 def check_model_size(config, backend):
-    size = sum(math.prod(shape) for shape in param_shapes(config).values())
+    size = count_parameters(config)
     limit = MAX_SCALAR_PARAMETERS if backend == "scalar" else MAX_PARAMETERS
     if size > limit:
         hint = " (the scalar engine makes a Python object per weight)" if backend == "scalar" else ""
