@@ -224,14 +224,14 @@ def load_checkpoint(run_dir):
         raise MicrogptError(f"{run_dir} has no {CHECKPOINT_JSON}; give the --out directory of a train run")
     meta = _read_json(json_path)
     try:
-        fields_ = _parse_meta(meta)
+        parsed = _parse_meta(meta)
     except _Bad as e:
         raise MicrogptError(f"{json_path} is not a valid microgpt checkpoint: {e}; "
                             f"restore it from a copy or start a new run") from None
-    arrays = _read_weights(run_dir, json_path, fields_["weights_file"], fields_["weights_sha256"])
-    params, optimizer = _restore(arrays, fields_, json_path)
-    return Checkpoint(params, fields_["tokenizer"], fields_["train"], fields_["step"], optimizer,
-                      fields_["data"], fields_["backend"])
+    arrays = _read_weights(run_dir, json_path, parsed["weights_file"], parsed["weights_sha256"])
+    params, optimizer = _restore(arrays, parsed, json_path)
+    return Checkpoint(params, parsed["tokenizer"], parsed["train"], parsed["step"], optimizer,
+                      parsed["data"], parsed["backend"])
 
 
 def _read_json(json_path):
