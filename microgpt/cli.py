@@ -3,8 +3,10 @@
 Each command lives in `microgpt/commands/NAME.py` with two functions,
 `add_parser(subparsers)` and `run(args)`. This module only dispatches and turns
 errors into one line: a `MicrogptError` (bad file, bad option) prints
-"microgpt: error: ..." and exits with its code (1, or 2 for usage); Ctrl-C exits
-130. `--debug` shows the traceback instead.
+"microgpt CMD: error: ..." and exits with its code (1, or 2 for usage); Ctrl-C exits
+130. An OSError nobody foresaw (a full disk, a vanished directory) is one line
+too, and anything else is reported as the bug it is, still in one line: no input
+should ever produce a traceback. `--debug` shows the traceback instead.
 """
 
 import argparse
@@ -13,7 +15,7 @@ import sys
 
 from microgpt.errors import MicrogptError
 
-COMMANDS = ("train", "graph", "attention")
+COMMANDS = ("train", "sample", "graph", "attention")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -21,6 +23,16 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        # argparse turns "--opt=--" into [] without calling the option's type; no option here takes a list
+        lists = [name for name, value in vars(parsed).items() if isinstance(value, list)]
+        if lists:
+            prog = f"{self.prog} {getattr(parsed, 'command', '')}".strip()
+            self.exit(2, f"{prog}: error: argument --{lists[0].replace('_', '-')}: expected one value "
+                         f"(see {prog} --help)\n")
+        return parsed
 
 
 def build_parser():
@@ -36,20 +48,34 @@ def build_parser():
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    """Run one command; returns the exit code (argparse's own exits included, so tests can call this)."""
+    try:
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    except SystemExit as e:  # argparse printed --help, or its one-line usage error
+        return e.code
     try:
         return args.run(args) or 0
-    except MicrogptError as e:
+    except (Exception, KeyboardInterrupt) as e:
         if args.debug:
             raise
-        print(f"microgpt {args.command}: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        if args.debug:
-            raise
-        print("\ninterrupted", file=sys.stderr)
-        return 130
+        message, code = explain(e)
+        print(f"microgpt {args.command}: {message}", file=sys.stderr)
+        return code
+
+
+def explain(error):
+    """(one-line message, exit code) for an exception that ended a command."""
+    if isinstance(error, MicrogptError):
+        return f"error: {error}", error.exit_code
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted", 130
+    if isinstance(error, OSError):  # the disk, not microgpt: a full disk, a file that vanished
+        where = f": {error.filename}" if error.filename else ""
+        return f"error: {error.strerror or error}{where}", 1
+    if isinstance(error, MemoryError):
+        return "error: out of memory; try a smaller model or batch", 1
+    return (f"internal error: {type(error).__name__}: {error} "
+            f"(this is a bug in microgpt; rerun with --debug for the traceback)"), 1
 
 
 # argparse `type=` helpers: a bad value becomes a one-line usage error.

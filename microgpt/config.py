@@ -59,6 +59,8 @@ class TrainConfig:
                 raise UsageError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if not self.eps > 0:
             raise UsageError(f"eps must be positive, got {self.eps}")
+        if self.seed < 0:
+            raise UsageError(f"seed must be 0 or more, got {self.seed}")
         if not self.init_std > 0:
             raise UsageError(f"init_std must be positive, got {self.init_std}")
         return self

@@ -11,13 +11,21 @@ BOS when the name is done.
 """
 
 import functools
+import hashlib
 import os
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from microgpt.errors import MicrogptError
 
 BOS = "<BOS>"  # how the special token is written when a vocabulary is printed
+
+# A line this long is not a document but a file that is not one-document-per-line
+# (a book, minified JSON, a dump). Cutting it to the block would train on its first
+# few characters and build a vocabulary from all of it: certainly not what was meant,
+# so it is an error. Long *names* are a different matter: they are cut (see `encode_documents`).
+MAX_DOCUMENT_CHARS = 100_000
 
 
 def read_documents(path):
@@ -46,7 +54,41 @@ def read_documents(path):
     docs = [doc for doc in docs if doc]
     if not docs:
         raise MicrogptError(f"{path} has no documents (it is empty or blank); put one name per line")
+    longest = max(range(len(docs)), key=lambda i: len(docs[i]))
+    if len(docs[longest]) > MAX_DOCUMENT_CHARS:
+        raise MicrogptError(
+            f"{path}: document {longest + 1} is {len(docs[longest]):,} characters long, which is not "
+            f"one name per line (the limit is {MAX_DOCUMENT_CHARS:,}); split the text into one document per line")
     return docs
+
+
+def encode_documents(tokenizer, docs, block_size):
+    """Every document as [BOS] + ids + [BOS] cut to block_size + 1 tokens, and how many were cut.
+
+    A document of block_size characters or more loses its tail (at least the final
+    BOS, so the model never sees it end): the count lets the caller say so.
+    """
+    encoded = [tokenizer.document(doc, block_size) for doc in docs]
+    num_cut = sum(len(doc) + 2 > block_size + 1 for doc in docs)
+    return encoded, num_cut
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Which documents a run trains on: enough to find them again and to notice different ones."""
+
+    path: str            # the training file, absolute, so --resume finds it from anywhere
+    num_documents: int   # with the seed, this fixes the data order (see `batch_indices`)
+    sha256: str          # of the documents themselves (so line endings and blank lines do not matter)
+
+    @classmethod
+    def of(cls, path, docs):
+        digest = hashlib.sha256("\n".join(docs).encode("utf-8")).hexdigest()
+        return cls(os.path.abspath(path), len(docs), digest)
+
+    def to_dict(self):
+        return asdict(self)
+
 
 
 class Tokenizer:

@@ -2,17 +2,21 @@
 
 `train_steps` is the loop itself, a generator you can drive from a notebook or a
 test. `train` wraps it with what a run needs: the progress bar, `log.csv`,
-checkpoints every `save_every` steps and at the end.
+checkpoints every `save_every` steps and when it stops, a Ctrl-C that stops
+cleanly, and divergence that keeps the last good checkpoint.
 """
 
+import contextlib
 import math
 import os
+import signal
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from microgpt.checkpoint import save_checkpoint
+from microgpt.checkpoint import atomic_write, save_checkpoint
 from microgpt.data import batch_indices
 from microgpt.errors import MicrogptError
 from microgpt.optim import linear_decay
@@ -28,17 +32,35 @@ class StepResult:
     grad_norm: float   # L2 norm of the whole gradient vector
 
 
+@dataclass
+class TrainOutcome:
+    status: str                                   # "done", "stopped" (reached stop_step) or "interrupted"
+    step: int                                     # steps completed, all saved in the checkpoint
+    results: list = field(default_factory=list)   # the StepResults of this call
+
+
+class Diverged(MicrogptError):
+    """The loss or a gradient stopped being finite at `step` (1-based); `params` names the tensors hit."""
+
+    def __init__(self, message, step, params=()):
+        super().__init__(message)
+        self.step, self.params = step, list(params)
+
+
 def train_steps(backend, params, optimizer, documents, config, start_step=0, stop_step=None):
     """Take steps start_step .. stop_step-1 of a run of `config.steps`, yielding each result.
 
     `documents` are token lists; the batch of a step depends only on (seed, step), so
     a run resumed at `start_step` sees the same data as one that never stopped.
-    Raises MicrogptError if the loss or a gradient stops being finite.
+    Raises Diverged, before touching the weights, if the loss or a gradient is not finite.
     """
     stop_step = config.steps if stop_step is None else stop_step
     for step in range(start_step, stop_step):
         batch = [documents[i] for i in batch_indices(len(documents), config.seed, step, config.batch_size)]
-        loss, grads = backend.loss_and_grads(params, batch)
+        try:
+            loss, grads = backend.loss_and_grads(params, batch)
+        except ArithmeticError as e:  # the scalar engine refuses overflow (exp, log of 0) instead of making inf
+            raise Diverged(f"training diverged at step {step + 1}: {e}; try a lower --lr", step + 1) from None
         check_finite(step, loss, grads, params)
         lr = linear_decay(config.lr, step, config.steps)
         optimizer.step(params.flat, grads, lr)
@@ -46,56 +68,129 @@ def train_steps(backend, params, optimizer, documents, config, start_step=0, sto
 
 
 def check_finite(step, loss, grads, params):
-    """Raise MicrogptError naming the step and the first parameter whose gradient is not finite."""
+    """Raise Diverged naming the step and the parameters whose gradient is not finite."""
     if math.isfinite(loss) and np.isfinite(grads).all():
         return
-    bad = next((name for name in params if not np.isfinite(params.view_of(grads, name)).all()), None)
-    where = f"; the gradient of {bad} went non-finite first" if bad else ""
-    raise MicrogptError(f"training diverged at step {step + 1}: loss is {loss}{where}; try a lower --lr")
+    bad = [name for name in params if not np.isfinite(params.view_of(grads, name)).all()]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        where = f"; the gradient went non-finite in {shown} (of {len(params.shapes)} tensors)"
+    else:
+        where = ""
+    raise Diverged(f"training diverged at step {step + 1}: loss is {loss}{where}; try a lower --lr",
+                   step + 1, bad)
 
 
-def train(backend, params, optimizer, tokenizer, documents, config, run_dir,
-          start_step=0, stop_step=None, save_every=0, progress=True):
-    """Run `train_steps`, logging each step to run_dir/log.csv and checkpointing.
+def train(backend, run, documents, run_dir, stop_step=None, save_every=0, progress=True):
+    """Advance `run` (a checkpoint.Checkpoint) from run.step towards its TrainConfig.steps.
 
-    Checkpoints are written every `save_every` steps (0: only at the end) and when
-    the loop ends. Returns the list of StepResults of this call.
+    Every step is appended to run_dir/log.csv; a checkpoint is saved every
+    `save_every` steps (0: never in between) and when the loop stops, at
+    `stop_step` or at the end. The first Ctrl-C lets the current step finish, saves
+    and returns with status "interrupted" (a second one interrupts at once; the
+    last checkpoint is then the one on disk). On divergence raises Diverged, and
+    the last good checkpoint is kept: the diverged state is never saved.
     """
     from tqdm import tqdm
 
-    os.makedirs(run_dir, exist_ok=True)
+    config = run.train_config
     stop_step = config.steps if stop_step is None else min(stop_step, config.steps)
-    results = []
-    bar = tqdm(total=stop_step - start_step, disable=not progress, unit="step", dynamic_ncols=True)
+    outcome = TrainOutcome("done" if stop_step == config.steps else "stopped", run.step)
+    last_saved = run.step if run.step > 0 else None  # a resumed run starts from its checkpoint
+    bar = tqdm(initial=run.step, total=stop_step, disable=not progress, unit="step", dynamic_ncols=True)
     smoothed = None
-    start = time.perf_counter()
-    with open_log(run_dir, start_step) as log:
-        for result in train_steps(backend, params, optimizer, documents, config, start_step, stop_step):
-            results.append(result)
-            seconds = time.perf_counter() - start
-            log.write(f"{result.step + 1},{result.loss!r},{result.lr!r},{result.grad_norm!r},{seconds:.4f}\n")
-            smoothed = result.loss if smoothed is None else 0.95 * smoothed + 0.05 * result.loss
-            bar.set_postfix_str(f"loss {smoothed:.4f}", refresh=False)
-            bar.update(1)
-            if save_every and (result.step + 1) % save_every == 0 and result.step + 1 < stop_step:
-                log.flush()
-                save_checkpoint(run_dir, params, tokenizer, config, result.step + 1, optimizer)
-    bar.close()
-    save_checkpoint(run_dir, params, tokenizer, config, stop_step, optimizer)
-    return results
+    with deferred_interrupt() as interrupt, open_log(run_dir, run.step) as (log, elapsed):
+        start = time.perf_counter() - elapsed
+        try:
+            for result in train_steps(backend, run.params, run.optimizer, documents, config, run.step, stop_step):
+                run.step = outcome.step = result.step + 1
+                outcome.results.append(result)
+                log.write(f"{run.step},{result.loss!r},{result.lr!r},{result.grad_norm!r},"
+                          f"{time.perf_counter() - start:.4f}\n")
+                smoothed = result.loss if smoothed is None else 0.95 * smoothed + 0.05 * result.loss
+                bar.set_postfix_str(f"loss {smoothed:.4f}", refresh=False)
+                bar.update(1)
+                if interrupt.requested:
+                    outcome.status = "interrupted"
+                    break
+                if save_every and run.step % save_every == 0 and run.step < stop_step:
+                    save_checkpoint(run_dir, run)
+                    last_saved = run.step
+        except Diverged as e:
+            bar.close()
+            kept = (f"the last good checkpoint (step {last_saved}) is kept in {run_dir}" if last_saved
+                    else "no checkpoint had been saved yet")
+            raise Diverged(f"{e}; {kept}", e.step, e.params) from None
+        bar.close()
+        save_checkpoint(run_dir, run)
+    return outcome
 
 
+@contextlib.contextmanager
+def deferred_interrupt():
+    """Inside, the first Ctrl-C (SIGINT) only sets `.requested`, so the step in progress
+    can finish and a consistent checkpoint be saved; a second one interrupts at once.
+
+    Only the main thread can take signals; elsewhere (and where SIGINT is ignored)
+    this changes nothing.
+    """
+    flag = _InterruptFlag()
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous in (signal.SIG_IGN, None):
+        yield flag
+        return
+
+    def handler(signum, frame):
+        flag.requested = True
+        signal.signal(signal.SIGINT, previous)  # the next Ctrl-C gets the usual treatment
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _InterruptFlag:
+    requested = False
+
+
+@contextlib.contextmanager
 def open_log(run_dir, start_step):
-    """log.csv for appending, cut back to `start_step` rows (a resumed run rewrites what follows)."""
+    """log.csv open for appending, holding exactly the rows of steps 1..start_step, and the
+    seconds already spent (so the time column keeps growing across a resume).
+
+    Rows past `start_step` were logged after the checkpoint was saved (before a crash
+    or Ctrl-C); the resumed run takes those steps again, so they are dropped. The cut
+    is itself atomic: a crash while cutting leaves the old log.
+    """
     path = os.path.join(run_dir, "log.csv")
-    rows = []
-    if start_step > 0 and os.path.exists(path):
+    rows = _log_rows(path)[:start_step] if start_step > 0 else []
+    text = ",".join(LOG_FIELDS) + "\n" + "".join(",".join(row) + "\n" for row in rows)
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    elapsed = float(rows[-1][-1]) if rows else 0.0
+    with open(path, "a", encoding="utf-8", buffering=1) as f:  # line-buffered: each step is on disk at once
+        yield f, elapsed
+
+
+def _log_rows(path):
+    """The well-formed rows of a log.csv as lists of strings, numbered 1, 2, 3 ... without gaps."""
+    try:
         with open(path, encoding="utf-8") as f:
-            rows = [line for line in f.read().splitlines()[1:] if line and int(line.split(",")[0]) <= start_step]
-    f = open(path, "w", encoding="utf-8")
-    f.write(",".join(LOG_FIELDS) + "\n")
-    f.writelines(row + "\n" for row in rows)
-    return f
+            lines = f.read().splitlines()[1:]
+    except (OSError, ValueError):
+        return []
+    rows = []
+    for line in lines:
+        row = line.split(",")
+        try:
+            ok = len(row) == len(LOG_FIELDS) and int(row[0]) == len(rows) + 1 and float(row[-1]) >= 0
+        except ValueError:
+            ok = False
+        if not ok:
+            break
+        rows.append(row)
+    return rows
 
 
 def read_log(run_dir):
