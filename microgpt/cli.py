@@ -25,14 +25,15 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
     def parse_args(self, args=None, namespace=None):
-        parsed = super().parse_args(args, namespace)
-        # argparse turns "--opt=--" into [] without calling the option's type; no option here takes a list
-        lists = [name for name, value in vars(parsed).items() if isinstance(value, list)]
-        if lists:
-            prog = f"{self.prog} {getattr(parsed, 'command', '')}".strip()
-            self.exit(2, f"{prog}: error: argument --{lists[0].replace('_', '-')}: expected one value "
-                         f"(see {prog} --help)\n")
-        return parsed
+        args = sys.argv[1:] if args is None else list(args)
+        # argparse turns "--opt=--" into [] without calling the option's type: refuse it here
+        for token in args:
+            if token.startswith("--") and token.endswith("=--"):
+                command = next((a for a in args if a in COMMANDS), None)
+                prog = f"{self.prog} {command}" if command else self.prog
+                self.exit(2, f"{prog}: error: argument {token[:-3]}: expected one value, got '--' "
+                             f"(see {prog} --help)\n")
+        return super().parse_args(args, namespace)
 
 
 def build_parser():

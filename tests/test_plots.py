@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from microgpt.checkpoint import save_checkpoint
+from microgpt.checkpoint import Checkpoint, save_checkpoint
 from microgpt.config import TrainConfig
 from microgpt.data import Tokenizer
 from microgpt.viz.capture import capture_forward
@@ -18,7 +18,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def run_dir(tmp_path, tiny_params):
     """A run directory holding the tiny model, vocabulary 'abcdef' + BOS (7 tokens)."""
     path = tmp_path / "run"
-    save_checkpoint(str(path), tiny_params, Tokenizer("abcdef"), TrainConfig(), step=0)
+    save_checkpoint(str(path), Checkpoint(tiny_params, Tokenizer("abcdef"), TrainConfig()))
     return path
 
 
