@@ -13,7 +13,7 @@ import sys
 
 from microgpt.errors import MicrogptError
 
-COMMANDS = ("train",)
+COMMANDS = ("train", "gradcheck", "bench")
 
 
 class ArgumentParser(argparse.ArgumentParser):
