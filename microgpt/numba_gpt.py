@@ -105,6 +105,7 @@ class Activations(NamedTuple):
     hidden: np.ndarray   # (L, N, 4C) mlp_fc1 output, before relu
     hidden_relu: np.ndarray  # (L, N, 4C)
     x: np.ndarray        # (N, C) the final residual stream, input of lm_head
+    logits: np.ndarray   # (N, V)
     probs: np.ndarray    # (N, V) softmax of the logits
 
 
@@ -144,7 +145,7 @@ def new_activations(layout, N, T):
         np.empty((N, C)), np.empty((N, C)), np.empty(N), np.empty((L, N, C)), np.empty((L, N)),
         np.empty((L, N, C)), np.empty((L, N, C)), np.empty((L, N, C)), np.zeros((L, NH, N, T)),
         np.empty((L, N, C)), np.empty((L, N, C)), np.empty((L, N)),
-        np.empty((L, N, 4 * C)), np.empty((L, N, 4 * C)), np.empty((N, C)), np.empty((N, V)))
+        np.empty((L, N, 4 * C)), np.empty((L, N, 4 * C)), np.empty((N, C)), np.empty((N, V)), np.empty((N, V)))
 
 
 @njit(cache=True)
@@ -173,9 +174,8 @@ def gpt_forward(flat, layout, batch):
         relu_forward(acts.hidden_relu[l], acts.hidden[l])
         linear_forward(branch, acts.hidden_relu[l], fc2)
         x += branch
-    logits = np.empty((N, layout.vocab_size))
-    linear_forward(logits, x, lm_head)
-    loss = cross_entropy_forward(acts.probs, logits, batch.targets)
+    linear_forward(acts.logits, x, lm_head)
+    loss = cross_entropy_forward(acts.probs, acts.logits, batch.targets)
     return loss, acts
 
 
