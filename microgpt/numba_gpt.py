@@ -283,10 +283,6 @@ class NumbaBackend:
         loss = gpt_loss_and_grads(grads, params.flat, layout_of(params), packed)
         return loss, grads
 
-    def loss(self, params, batch):
-        """The loss alone (for finite differences)."""
-        return gpt_loss(params.flat, layout_of(params), pack_batch(batch, params.config.block_size))
-
     def decoder(self, params):
         return NumbaDecoder(params)
 
