@@ -55,7 +55,7 @@ def setup(shape, seed=0):
     return params, Adam(params.size), documents, train_config
 
 
-def time_steps(backend_name, shape, steps, repeats, budget_seconds=None):
+def time_steps(backend_name, shape, steps, repeats, budget_seconds=None, warm_up=True):
     """Median ms per training step over `repeats` runs of `steps` steps, after one warm-up step.
 
     With budget_seconds, fewer repeats are run once the budget is spent (at least one).
@@ -66,8 +66,11 @@ def time_steps(backend_name, shape, steps, repeats, budget_seconds=None):
 
     params, optimizer, documents, config = setup(shape)
     backend = get_backend(backend_name)
-    next(train_steps(backend, params, optimizer, documents, config, 0, 1))   # compile / warm caches
-    runs, step, tokens = [], 1, 0
+    step = 0
+    if warm_up:     # compile (or load) the kernels, warm the caches
+        next(train_steps(backend, params, optimizer, documents, config, 0, 1))
+        step = 1
+    runs, first, tokens = [], step, 0
     start = time.perf_counter()
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -79,7 +82,7 @@ def time_steps(backend_name, shape, steps, repeats, budget_seconds=None):
         step += steps
         if budget_seconds is not None and time.perf_counter() - start > budget_seconds:
             break
-    return Timing(float(np.median(runs)) * 1e3, tokens / (step - 1), steps)
+    return Timing(float(np.median(runs)) * 1e3, tokens / (step - first), steps)
 
 
 def start_time(cache_dir):
@@ -128,7 +131,7 @@ def run_benchmark(steps=50, repeats=5, scalar_budget=20.0, start_times=True, out
     rows = []
     for shape, goal in CONFIGS:
         numba = time_steps("numba", shape, steps, repeats)
-        scalar = time_steps("scalar", shape, 1, 3, budget_seconds=scalar_budget)
+        scalar = time_steps("scalar", shape, 1, 3, budget_seconds=scalar_budget, warm_up=False)
         row = dict(config="/".join(map(str, shape)), numba_ms=numba.ms_per_step, goal_ms=goal,
                    numba_tokens_per_s=numba.tokens_per_second, scalar_ms=scalar.ms_per_step,
                    scalar_tokens_per_s=scalar.tokens_per_second,

@@ -141,12 +141,16 @@ def linear_forward(out, x, w):
     if N * IN * OUT >= BLAS_MIN_WORK:
         out[:] = x @ w.T
         return
+    # Loop over out[n, :] += x[n, i] · wᵀ[i, :]: the innermost loop then has no running sum
+    # to wait on and runs along contiguous rows, so it vectorises even without fastmath.
+    # Each out[n, o] is still summed over i in order 0..IN-1.
+    wt = np.ascontiguousarray(w.T)      # (IN, OUT)
     for n in range(N):
-        for o in range(OUT):
-            acc = 0.0
-            for i in range(IN):
-                acc += x[n, i] * w[o, i]
-            out[n, o] = acc
+        out[n] = 0.0
+        for i in range(IN):
+            xi = x[n, i]
+            for o in range(OUT):
+                out[n, o] += xi * wt[i, o]
 
 
 @njit(cache=True)
@@ -231,11 +235,10 @@ def attend(out, att, q, k, v, start, width, lo, hs):
     inv_total = 1.0 / total
     for j in range(width):
         att[j] *= inv_total
-    for i in range(lo, lo + hs):
-        acc = 0.0
-        for j in range(width):
-            acc += att[j] * v[start + j, i]
-        out[i] = acc
+    out[lo:lo + hs] = 0.0
+    for j in range(width):          # rows of v in turn: contiguous reads
+        for i in range(lo, lo + hs):
+            out[i] += att[j] * v[start + j, i]
 
 
 @njit(cache=True)

@@ -80,11 +80,11 @@ def pack_batch(batch, block_size):
     if not batch or min(lengths) < 1 or max(lengths) > block_size:
         raise ValueError(f"every document needs 2 to block_size + 1 = {block_size + 1} tokens, "
                          f"got lengths {[len(doc) for doc in batch]}")
-    tokens = np.fromiter((t for doc in batch for t in doc[:-1]), np.int64, sum(lengths))
-    targets = np.fromiter((t for doc in batch for t in doc[1:]), np.int64, sum(lengths))
-    positions = np.concatenate([np.arange(n) for n in lengths]) if len(batch) > 1 else np.arange(lengths[0])
-    doc_starts = np.zeros(len(batch) + 1, np.int64)
-    np.cumsum(lengths, out=doc_starts[1:])
+    inputs = [t for doc in batch for t in doc[:-1]]
+    targets = [t for doc in batch for t in doc[1:]]
+    positions = [p for n in lengths for p in range(n)]
+    tokens, positions, targets = np.array([inputs, positions, targets], dtype=np.int64)   # one array: fast
+    doc_starts = np.array([0] + lengths, dtype=np.int64).cumsum()
     return Batch(tokens, positions, targets, doc_starts, max(lengths))
 
 
@@ -277,10 +277,14 @@ class NumbaBackend:
 
     name = "numba"
 
+    def __init__(self):
+        self.layouts = {}     # config -> Layout: computing one costs more than a small step
+
     def loss_and_grads(self, params, batch):
+        layout = self.layouts.get(params.config) or self.layouts.setdefault(params.config, layout_of(params))
         grads = np.zeros(params.size)
         packed = pack_batch(batch, params.config.block_size)
-        loss = gpt_loss_and_grads(grads, params.flat, layout_of(params), packed)
+        loss = gpt_loss_and_grads(grads, params.flat, layout, packed)
         return loss, grads
 
     def decoder(self, params):
