@@ -85,6 +85,25 @@ def time_steps(backend_name, shape, steps, repeats, budget_seconds=None, warm_up
     return Timing(float(np.median(runs)) * 1e3, tokens / (step - first), steps)
 
 
+def time_loss_and_grads(shape, steps, repeats):
+    """Median ms of the Numba backend's loss_and_grads alone on the batches of the first steps."""
+    from microgpt.backend import get_backend
+    from microgpt.data import batch_indices
+
+    params, _, documents, config = setup(shape)
+    backend = get_backend("numba")
+    batches = [[documents[i] for i in batch_indices(len(documents), config.seed, s, config.batch_size)]
+               for s in range(steps)]
+    backend.loss_and_grads(params, batches[0])
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for batch in batches:
+            backend.loss_and_grads(params, batch)
+        runs.append((time.perf_counter() - t0) / steps)
+    return float(np.median(runs)) * 1e3
+
+
 def start_time(cache_dir):
     """Seconds for a fresh Python to import the Numba backend and take one step, with NUMBA_CACHE_DIR=cache_dir."""
     code = ("import time; t = time.perf_counter(); from microgpt.bench import time_steps; "
@@ -123,21 +142,23 @@ def run_benchmark(steps=50, repeats=5, scalar_budget=20.0, start_times=True, out
     """Time every config on both engines and print a table; returns the rows as dicts."""
     for line in machine_description():
         out(line)
-    out("a step = batch, loss and gradients, Adam update (microgpt.train.train_steps); "
-        f"median of {repeats} runs; float64")
+    out("numba ms: a whole step (batch, loss and gradients, Adam update: microgpt.train.train_steps); "
+        "grads ms: loss_and_grads alone")
+    out(f"median of {repeats} runs; float64; scalar/numba compares whole steps")
     out("")
-    out(f"{'config C/NH/L/T/B':<20}{'numba ms':>10}{'goal':>7}{'tok/s':>11}"
+    out(f"{'config C/NH/L/T/B':<20}{'numba ms':>10}{'goal':>7}{'grads ms':>10}{'tok/s':>11}"
         f"{'scalar ms':>12}{'tok/s':>8}{'scalar/numba':>14}")
     rows = []
     for shape, goal in CONFIGS:
         numba = time_steps("numba", shape, steps, repeats)
+        grads_ms = time_loss_and_grads(shape, steps, repeats)
         scalar = time_steps("scalar", shape, 1, 3, budget_seconds=scalar_budget, warm_up=False)
-        row = dict(config="/".join(map(str, shape)), numba_ms=numba.ms_per_step, goal_ms=goal,
+        row = dict(config="/".join(map(str, shape)), numba_ms=numba.ms_per_step, goal_ms=goal, grads_ms=grads_ms,
                    numba_tokens_per_s=numba.tokens_per_second, scalar_ms=scalar.ms_per_step,
                    scalar_tokens_per_s=scalar.tokens_per_second,
                    ratio=scalar.ms_per_step / numba.ms_per_step)
         rows.append(row)
-        out(f"{row['config']:<20}{row['numba_ms']:>10.3f}{goal:>7g}{row['numba_tokens_per_s']:>11,.0f}"
+        out(f"{row['config']:<20}{row['numba_ms']:>10.3f}{goal:>7g}{grads_ms:>10.3f}{row['numba_tokens_per_s']:>11,.0f}"
             f"{row['scalar_ms']:>12.1f}{row['scalar_tokens_per_s']:>8,.0f}{row['ratio']:>13,.0f}x")
     if start_times:
         cold, warm = cold_and_warm_start()
