@@ -213,36 +213,41 @@ def relu_backward_ref(dout, x):
 # ---------------------------------------------------------------- attention
 
 @njit(cache=True)
-def attend(out, att, q, k, v, start, width, lo, hs):
-    """One query, one head: a_j = softmax_j(q·k[start+j]/√HS) for j < width, out = Σ_j a_j·v[start+j].
+def attend(out, att, q, k, v, row, h, start, width):
+    """Head h of the query in `row`: softmax over keys start..start+width-1, then the weighted values.
 
-    out (C,) out, only columns lo..lo+hs written;  att (≥ width,) out, the weights a_j;
-    q (C,) the query;  k, v (rows, C) holding the keys and values at rows start..start+width-1.
-    Shared by the batched forward and the one-token decoder.
+        a_j = softmax_j(q[row]·k[start+j] / √HS)  for j < width,   written to att[h, row, j]
+        out[row] (head h's columns) = Σ_j a_j · v[start+j]
+    out, q (R, C);  att (NH, R, ≥ width);  k, v (rows, C). Shared by the batched forward
+    (row = t, keys of t's document) and the decoder (row = 0, keys from the cache).
+    Everything is indexed in place, without making views: in a loop this hot,
+    building a view costs as much as the arithmetic around it.
     """
+    hs = q.shape[1] // att.shape[0]
+    lo = h * hs
     scale = 1.0 / np.sqrt(hs)
     top = -np.inf
     for j in range(width):
         score = 0.0
         for i in range(lo, lo + hs):
-            score += q[i] * k[start + j, i]
-        att[j] = score * scale
-        top = max(top, att[j])
+            score += q[row, i] * k[start + j, i]
+        att[h, row, j] = score * scale
+        top = max(top, att[h, row, j])
     total = 0.0
     for j in range(width):          # subtracting the max only guards against overflow
-        att[j] = np.exp(att[j] - top)
-        total += att[j]
+        att[h, row, j] = np.exp(att[h, row, j] - top)
+        total += att[h, row, j]
     inv_total = 1.0 / total
-    for j in range(width):
-        att[j] *= inv_total
-    out[lo:lo + hs] = 0.0
+    for i in range(lo, lo + hs):
+        out[row, i] = 0.0
     for j in range(width):          # rows of v in turn: contiguous reads
+        att[h, row, j] *= inv_total
         for i in range(lo, lo + hs):
-            out[i] += att[j] * v[start + j, i]
+            out[row, i] += att[h, row, j] * v[start + j, i]
 
 
 @njit(cache=True)
-def attention_forward(out, att, q, k, v, doc_starts, n_head):
+def attention_forward(out, att, q, k, v, doc_starts):
     """Causal multi-head self-attention inside each document of a packed batch.
 
     For each document, head h and position t:
@@ -251,16 +256,15 @@ def attention_forward(out, att, q, k, v, doc_starts, n_head):
     out (N, C) out;  att (NH, N, T) out, row t holding the weights of keys start..t;
     q, k, v (N, C) with head h in columns h·HS .. (h+1)·HS;  doc_starts (D+1,).
     """
-    hs = q.shape[1] // n_head
     for d in range(doc_starts.shape[0] - 1):
         start, end = doc_starts[d], doc_starts[d + 1]
-        for h in range(n_head):
-            for t in range(start, end):
-                attend(out[t], att[h, t], q[t], k, v, start, t - start + 1, h * hs, hs)
+        for t in range(start, end):
+            for h in range(att.shape[0]):
+                attend(out, att, q, k, v, t, h, start, t - start + 1)
 
 
 @njit(cache=True)
-def attention_backward(dq, dk, dv, dout, att, q, k, v, doc_starts, n_head):
+def attention_backward(dq, dk, dv, dout, att, q, k, v, doc_starts):
     """Gradients of causal attention, accumulated into dq, dk, dv (each (N, C)).
 
     With s[t,u] = q[t]·k[u]/√HS, a = softmax_u(s), out[t] = Σ_u a[t,u]·v[u], per head:
@@ -272,26 +276,26 @@ def attention_backward(dq, dk, dv, dout, att, q, k, v, doc_starts, n_head):
     A key or value gets gradient from its own position *and every later query*;
     dropping the t > u terms is the classic bug the tests are built to catch.
     """
+    n_head = att.shape[0]
     hs = q.shape[1] // n_head
     scale = 1.0 / np.sqrt(hs)
     ds = np.empty(att.shape[2])
     for d in range(doc_starts.shape[0] - 1):
         start, end = doc_starts[d], doc_starts[d + 1]
-        for h in range(n_head):
-            lo = h * hs
-            for t in range(start, end):
-                a = att[h, t]
-                width = t - start + 1
+        for t in range(start, end):
+            width = t - start + 1
+            for h in range(n_head):
+                lo = h * hs
                 weighted = 0.0                  # Σ_u a[t,u]·da[t,u]
                 for j in range(width):
                     da = 0.0
                     for i in range(lo, lo + hs):
                         da += dout[t, i] * v[start + j, i]
-                        dv[start + j, i] += a[j] * dout[t, i]
+                        dv[start + j, i] += att[h, t, j] * dout[t, i]
                     ds[j] = da
-                    weighted += a[j] * da
+                    weighted += att[h, t, j] * da
                 for j in range(width):
-                    g = a[j] * (ds[j] - weighted) * scale
+                    g = att[h, t, j] * (ds[j] - weighted) * scale
                     for i in range(lo, lo + hs):
                         dq[t, i] += g * k[start + j, i]
                         dk[start + j, i] += g * q[t, i]

@@ -95,9 +95,7 @@ class Activations(NamedTuple):
     rstd0: np.ndarray    # (N,)
     xn_attn: np.ndarray  # (L, N, C) rmsnorm of the residual stream entering attention
     rstd_attn: np.ndarray  # (L, N)
-    q: np.ndarray        # (L, N, C)
-    k: np.ndarray        # (L, N, C)
-    v: np.ndarray        # (L, N, C)
+    qkv: np.ndarray      # (L, N, 3C) queries, keys and values side by side
     att: np.ndarray      # (L, NH, N, T) attention weights
     heads: np.ndarray    # (L, N, C) attention output, heads side by side, before attn_wo
     xn_mlp: np.ndarray   # (L, N, C) rmsnorm of the residual stream entering the MLP
@@ -128,12 +126,21 @@ def embedding_weights(flat, layout):
 
 @njit(cache=True)
 def layer_weights(flat, layout, layer):
-    """(attn_wq, attn_wk, attn_wv, attn_wo, mlp_fc1, mlp_fc2) of one layer as views of a flat vector."""
+    """(attn_wqkv (3C, C), attn_wo, mlp_fc1, mlp_fc2) of one layer as views of a flat vector.
+
+    attn_wq, attn_wk and attn_wv sit one after the other in the flat vector, so
+    together they are one (3C, C) matrix: one product gives q, k and v side by side.
+    """
     C = layout.n_embd
     at = layout.layer0 + layer * layout.layer_size
-    return (matrix(flat, at, C, C), matrix(flat, at + C * C, C, C),
-            matrix(flat, at + 2 * C * C, C, C), matrix(flat, at + 3 * C * C, C, C),
+    return (matrix(flat, at, 3 * C, C), matrix(flat, at + 3 * C * C, C, C),
             matrix(flat, at + 4 * C * C, 4 * C, C), matrix(flat, at + 8 * C * C, C, 4 * C))
+
+
+@njit(cache=True)
+def split_qkv(qkv, C):
+    """The q, k, v column blocks (N, C) of a (N, 3C) array (views, not copies)."""
+    return qkv[:, :C], qkv[:, C:2 * C], qkv[:, 2 * C:]
 
 
 # ---------------------------------------------------------- forward, backward
@@ -143,7 +150,7 @@ def new_activations(layout, N, T):
     L, C, NH, V = layout.n_layer, layout.n_embd, layout.n_head, layout.vocab_size
     return Activations(
         np.empty((N, C)), np.empty((N, C)), np.empty(N), np.empty((L, N, C)), np.empty((L, N)),
-        np.empty((L, N, C)), np.empty((L, N, C)), np.empty((L, N, C)), np.zeros((L, NH, N, T)),
+        np.empty((L, N, 3 * C)), np.zeros((L, NH, N, T)),
         np.empty((L, N, C)), np.empty((L, N, C)), np.empty((L, N)),
         np.empty((L, N, 4 * C)), np.empty((L, N, 4 * C)), np.empty((N, C)), np.empty((N, V)), np.empty((N, V)))
 
@@ -160,13 +167,11 @@ def gpt_forward(flat, layout, batch):
     x[:] = acts.x_in
     branch = np.empty((N, C))                   # a residual branch's output, before it is added
     for l in range(layout.n_layer):
-        wq, wk, wv, wo, fc1, fc2 = layer_weights(flat, layout, l)
+        wqkv, wo, fc1, fc2 = layer_weights(flat, layout, l)
         rmsnorm_forward(acts.xn_attn[l], acts.rstd_attn[l], x)
-        linear_forward(acts.q[l], acts.xn_attn[l], wq)
-        linear_forward(acts.k[l], acts.xn_attn[l], wk)
-        linear_forward(acts.v[l], acts.xn_attn[l], wv)
-        attention_forward(acts.heads[l], acts.att[l], acts.q[l], acts.k[l], acts.v[l],
-                          batch.doc_starts, layout.n_head)
+        linear_forward(acts.qkv[l], acts.xn_attn[l], wqkv)
+        q, k, v = split_qkv(acts.qkv[l], C)
+        attention_forward(acts.heads[l], acts.att[l], q, k, v, batch.doc_starts)
         linear_forward(branch, acts.heads[l], wo)
         x += branch
         rmsnorm_forward(acts.xn_mlp[l], acts.rstd_mlp[l], x)
@@ -195,8 +200,8 @@ def gpt_backward(grads, flat, layout, batch, acts):
     dx = np.zeros((N, C))
     linear_backward(dx, dlm_head, dlogits, acts.x, lm_head)
     for l in range(layout.n_layer - 1, -1, -1):
-        wq, wk, wv, wo, fc1, fc2 = layer_weights(flat, layout, l)
-        dwq, dwk, dwv, dwo, dfc1, dfc2 = layer_weights(grads, layout, l)
+        wqkv, wo, fc1, fc2 = layer_weights(flat, layout, l)
+        dwqkv, dwo, dfc1, dfc2 = layer_weights(grads, layout, l)
         # MLP branch: x += relu(xn·W1ᵀ)·W2ᵀ
         dhidden_relu, dhidden = np.zeros((N, 4 * C)), np.zeros((N, 4 * C))
         linear_backward(dhidden_relu, dfc2, dx, acts.hidden_relu[l], fc2)
@@ -207,13 +212,12 @@ def gpt_backward(grads, flat, layout, batch, acts):
         # attention branch: x += attention(q, k, v)·Woᵀ
         dheads = np.zeros((N, C))
         linear_backward(dheads, dwo, dx, acts.heads[l], wo)
-        dq, dk, dv = np.zeros((N, C)), np.zeros((N, C)), np.zeros((N, C))
-        attention_backward(dq, dk, dv, dheads, acts.att[l], acts.q[l], acts.k[l], acts.v[l],
-                           batch.doc_starts, layout.n_head)
+        dqkv = np.zeros((N, 3 * C))
+        dq, dk, dv = split_qkv(dqkv, C)
+        q, k, v = split_qkv(acts.qkv[l], C)
+        attention_backward(dq, dk, dv, dheads, acts.att[l], q, k, v, batch.doc_starts)
         dxn[:] = 0.0
-        linear_backward(dxn, dwv, dv, acts.xn_attn[l], wv)
-        linear_backward(dxn, dwk, dk, acts.xn_attn[l], wk)
-        linear_backward(dxn, dwq, dq, acts.xn_attn[l], wq)
+        linear_backward(dxn, dwqkv, dqkv, acts.xn_attn[l], wqkv)
         rmsnorm_backward(dx, dxn, acts.xn_attn[l], acts.rstd_attn[l])
     dx_embd = np.zeros((N, C))
     rmsnorm_backward(dx_embd, dx, acts.x_in, acts.rstd0)
@@ -244,22 +248,22 @@ def gpt_decode_step(logits, keys, values, flat, layout, token, pos):
     this call writes row pos. The same kernels as gpt_forward, on one row (N = 1).
     """
     C, NH = layout.n_embd, layout.n_head
-    hs = C // NH
     wte, wpe, lm_head = embedding_weights(flat, layout)
     x_embd, x, xn = np.empty((1, C)), np.empty((1, C)), np.empty((1, C))
-    q, heads, branch = np.empty((1, C)), np.empty((1, C)), np.empty((1, C))
+    qkv, heads, branch = np.empty((1, 3 * C)), np.empty((1, C)), np.empty((1, C))
     hidden, hidden_relu = np.empty((1, 4 * C)), np.empty((1, 4 * C))
-    rstd, att = np.empty(1), np.empty(pos + 1)
+    rstd, att = np.empty(1), np.empty((NH, 1, pos + 1))
     embedding_forward(x_embd, np.array([token]), np.array([pos]), wte, wpe)
     rmsnorm_forward(x, rstd, x_embd)
     for l in range(layout.n_layer):
-        wq, wk, wv, wo, fc1, fc2 = layer_weights(flat, layout, l)
+        wqkv, wo, fc1, fc2 = layer_weights(flat, layout, l)
         rmsnorm_forward(xn, rstd, x)
-        linear_forward(q, xn, wq)
-        linear_forward(keys[l, pos:pos + 1], xn, wk)
-        linear_forward(values[l, pos:pos + 1], xn, wv)
+        linear_forward(qkv, xn, wqkv)
+        q, k, v = split_qkv(qkv, C)
+        keys[l, pos] = k[0]
+        values[l, pos] = v[0]
         for h in range(NH):
-            attend(heads[0], att, q[0], keys[l], values[l], 0, pos + 1, h * hs, hs)
+            attend(heads, att, q, keys[l], values[l], 0, h, 0, pos + 1)
         linear_forward(branch, heads, wo)
         x += branch
         rmsnorm_forward(xn, rstd, x)

@@ -103,14 +103,14 @@ def relu_case():
 
 def attention_forward_kernel(q, k, v):
     out, att = np.empty_like(q), np.zeros((NH, N, 5))
-    K.attention_forward(out, att, q, k, v, DOC_STARTS, NH)
+    K.attention_forward(out, att, q, k, v, DOC_STARTS)
     return out, att
 
 
 def attention_backward_kernel(dout, q, k, v):
     out, att = attention_forward_kernel(q, k, v)
     dq, dk, dv = np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
-    K.attention_backward(dq, dk, dv, dout, att, q, k, v, DOC_STARTS, NH)
+    K.attention_backward(dq, dk, dv, dout, att, q, k, v, DOC_STARTS)
     return dict(q=dq, k=dk, v=dv)
 
 
@@ -225,7 +225,7 @@ def test_backward_kernels_accumulate():
     q, k, v = (rng.normal(size=(N, C)) for _ in range(3))
     out, att = attention_forward_kernel(q, k, v)
     grads = [np.full((N, C), 2.0) for _ in range(3)]
-    K.attention_backward(*grads, out, att, q, k, v, DOC_STARTS, NH)
+    K.attention_backward(*grads, out, att, q, k, v, DOC_STARTS)
     for got, want in zip(grads, K.attention_backward_ref(out, K.attention_forward_ref(q, k, v, DOC_STARTS, NH)[1],
                                                          q, k, v, DOC_STARTS, NH)):
         assert_close(got, want + 2.0)
