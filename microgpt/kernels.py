@@ -29,11 +29,11 @@ Numba policy
   this file (in __pycache__), so only the first run of a command compiles.
 - float64 throughout and no `fastmath`: reassociating sums would break the
   1e-9 agreement with the scalar engine that the gradient check relies on.
-- No `parallel=True` / `prange`: at microgpt sizes one thread is faster than
-  the cost of waking a second one, and large products go to BLAS (`@`) anyway.
+- No `parallel=True` / `prange`: no benchmark here has shown a gain from a
+  second thread (the machine is shared), and large products go to BLAS (`@`).
 - Arrays and sizes are passed as arguments, never read from module globals
-  (Numba freezes globals at compile time); the one global, RMSNORM_EPS, is a
-  true constant shared with the scalar engine.
+  (Numba freezes globals at compile time); the two globals kernels read,
+  RMSNORM_EPS (shared with the scalar engine) and BLAS_MIN_WORK, are constants.
 - Kernels are defined at module level only; nothing is compiled at import
   (the first call compiles, or loads from the cache).
 """

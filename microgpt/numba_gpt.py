@@ -4,7 +4,7 @@ The same model as `scalar_gpt`, on arrays (legend in `microgpt.kernels`):
 
     x = rmsnorm(wte[tokens] + wpe[positions])                     (N, C)
     for each layer:
-        xn = rmsnorm(x);  q, k, v = xn·Wqᵀ, xn·Wkᵀ, xn·Wvᵀ        (N, C) each
+        xn = rmsnorm(x);  q, k, v = xn·Wqᵀ, xn·Wkᵀ, xn·Wvᵀ        (N, C) each, as one (N, 3C) product
         x  = x + attention(q, k, v)·Woᵀ                           causal, per document
         xn = rmsnorm(x);  x = x + relu(xn·W1ᵀ)·W2ᵀ                hidden (N, 4C)
     logits = x·lm_headᵀ                                           (N, V)
