@@ -57,7 +57,8 @@ def embedding_forward(x, tokens, positions, wte, wpe):
     x (N, C) out;  tokens, positions (N,) int;  wte (V, C), wpe (block_size, C).
     """
     for n in range(x.shape[0]):
-        x[n] = wte[tokens[n]] + wpe[positions[n]]
+        for i in range(x.shape[1]):     # element by element: a row expression would allocate
+            x[n, i] = wte[tokens[n], i] + wpe[positions[n], i]
 
 
 @njit(cache=True)
@@ -68,8 +69,9 @@ def embedding_backward(dwte, dwpe, dx, tokens, positions):
     into that row; a token seen twice collects both.
     """
     for n in range(dx.shape[0]):
-        dwte[tokens[n]] += dx[n]
-        dwpe[positions[n]] += dx[n]
+        for i in range(dx.shape[1]):
+            dwte[tokens[n], i] += dx[n, i]
+            dwpe[positions[n], i] += dx[n, i]
 
 
 def embedding_forward_ref(tokens, positions, wte, wpe):
@@ -351,8 +353,9 @@ def cross_entropy_forward(probs, logits, targets):
         for j in range(V):
             probs[n, j] = np.exp(logits[n, j] - top)
             norm += probs[n, j]
+        inv_norm = 1.0 / norm
         for j in range(V):
-            probs[n, j] /= norm
+            probs[n, j] *= inv_norm
         total += np.log(norm) - (logits[n, targets[n]] - top)
     return total / N
 
