@@ -41,7 +41,7 @@ class Layout(NamedTuple):
     block_size: int
     wte: int          # offset of wte (V, C)
     wpe: int          # offset of wpe (block_size, C)
-    layer0: int       # offset of layer0.attn_wq; layer i starts layer_size later per i
+    layer0: int       # offset of layer0.attn_wq; layer i starts at layer0 + i·layer_size
     layer_size: int   # 12·C² numbers: wq, wk, wv, wo (C, C), mlp_fc1 (4C, C), mlp_fc2 (C, 4C)
     lm_head: int      # offset of lm_head (V, C)
 
@@ -60,7 +60,8 @@ def layout_of(params):
     for i in range(c.n_layer):
         offset = layout.layer0 + i * layer_size
         for name, size in zip(LAYER_WEIGHTS, (C * C,) * 4 + (4 * C * C,) * 2):
-            assert params.offsets[f"layer{i}.{name}"] == offset, "parameter layout changed"
+            if params.offsets[f"layer{i}.{name}"] != offset:
+                raise ValueError(f"layer{i}.{name} is not where the kernels expect it: the parameter layout changed")
             offset += size
     return layout
 
@@ -147,6 +148,7 @@ def split_qkv(qkv, C):
 
 @njit(cache=True)
 def new_activations(layout, N, T):
+    """Uninitialised Activations for N tokens, documents of at most T (fields in declaration order)."""
     L, C, NH, V = layout.n_layer, layout.n_embd, layout.n_head, layout.vocab_size
     return Activations(
         np.empty((N, C)), np.empty((N, C)), np.empty(N), np.empty((L, N, C)), np.empty((L, N)),
