@@ -14,12 +14,15 @@ so `train.py` and `generate.py` never ask which engine they hold.
 
 from microgpt.errors import UsageError
 
-BACKENDS = ("scalar",)
+BACKENDS = ("scalar", "numba")
 
 
 def get_backend(name):
-    """A fresh backend by name: "scalar" (the Value engine)."""
+    """A fresh backend by name: "scalar" (the Value engine) or "numba" (the compiled kernels)."""
     if name == "scalar":
         from microgpt.scalar_gpt import ScalarBackend
         return ScalarBackend()
+    if name == "numba":  # imported here: numba takes ~0.2 s to import, the scalar path never pays it
+        from microgpt.numba_gpt import NumbaBackend
+        return NumbaBackend()
     raise UsageError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")

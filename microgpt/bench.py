@@ -1,0 +1,168 @@
+"""Timing a training step on both engines: the benchmark behind `microgpt bench`.
+
+A step is what `microgpt train` does per step (`train.train_steps`): pick the batch,
+loss and gradients, finiteness check, Adam update, gradient norm. Both engines run
+the same steps of the same model on the bundled names in the same process, so
+their ratio is fair even on a busy machine; each figure is the median of several
+timed runs. The figures in docs/kernels.md come from here.
+"""
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+# (n_embd, n_head, n_layer, block_size, batch_size) and the issue's goal for Numba in ms/step
+CONFIGS = (
+    ((16, 4, 1, 16, 1), 0.05),
+    ((16, 4, 1, 16, 32), 0.3),
+    ((64, 4, 2, 32, 32), 5.0),
+    ((128, 4, 4, 64, 32), 30.0),
+)
+THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass
+class Timing:
+    ms_per_step: float       # median over the timed runs
+    tokens_per_step: float   # predicted tokens (targets) per step, averaged over the steps timed
+    steps: int               # steps per timed run
+
+    @property
+    def tokens_per_second(self):
+        return self.tokens_per_step / self.ms_per_step * 1e3
+
+
+def setup(shape, seed=0):
+    """Params, optimizer, documents and TrainConfig for shape = (C, NH, L, block_size, batch) on names.txt."""
+    from microgpt.commands.train import BUNDLED_NAMES
+    from microgpt.config import GPTConfig, TrainConfig
+    from microgpt.data import Tokenizer, read_documents
+    from microgpt.optim import Adam
+    from microgpt.params import Params
+
+    n_embd, n_head, n_layer, block_size, batch_size = shape
+    docs = read_documents(BUNDLED_NAMES)
+    tokenizer = Tokenizer.from_documents(docs)
+    config = GPTConfig(tokenizer.vocab_size, n_embd, n_head, n_layer, block_size)
+    documents = [tokenizer.document(doc, block_size) for doc in docs]
+    train_config = TrainConfig(steps=10**9, batch_size=batch_size, seed=seed)
+    params = Params.init(config, np.random.default_rng(seed), train_config.init_std)
+    return params, Adam(params.size), documents, train_config
+
+
+def time_steps(backend_name, shape, steps, repeats, budget_seconds=None, warm_up=True):
+    """Median ms per training step over `repeats` runs of `steps` steps, after one warm-up step.
+
+    With budget_seconds, fewer repeats are run once the budget is spent (at least one).
+    """
+    from microgpt.backend import get_backend
+    from microgpt.data import batch_indices
+    from microgpt.train import train_steps
+
+    params, optimizer, documents, config = setup(shape)
+    backend = get_backend(backend_name)
+    step = 0
+    if warm_up:     # compile (or load) the kernels, warm the caches
+        next(train_steps(backend, params, optimizer, documents, config, 0, 1))
+        step = 1
+    runs, first, tokens = [], step, 0
+    start = time.perf_counter()
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in train_steps(backend, params, optimizer, documents, config, step, step + steps):
+            pass
+        runs.append((time.perf_counter() - t0) / steps)
+        for s in range(step, step + steps):
+            tokens += sum(len(documents[i]) - 1 for i in batch_indices(len(documents), config.seed, s, config.batch_size))
+        step += steps
+        if budget_seconds is not None and time.perf_counter() - start > budget_seconds:
+            break
+    return Timing(float(np.median(runs)) * 1e3, tokens / (step - first), steps)
+
+
+def time_loss_and_grads(shape, steps, repeats):
+    """Median ms of the Numba backend's loss_and_grads alone on the batches of the first steps."""
+    from microgpt.backend import get_backend
+    from microgpt.data import batch_indices
+
+    params, _, documents, config = setup(shape)
+    backend = get_backend("numba")
+    batches = [[documents[i] for i in batch_indices(len(documents), config.seed, s, config.batch_size)]
+               for s in range(steps)]
+    backend.loss_and_grads(params, batches[0])
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for batch in batches:
+            backend.loss_and_grads(params, batch)
+        runs.append((time.perf_counter() - t0) / steps)
+    return float(np.median(runs)) * 1e3
+
+
+def start_time(cache_dir):
+    """Seconds for a fresh Python to import the Numba backend and take one step, with NUMBA_CACHE_DIR=cache_dir."""
+    code = ("import time; t = time.perf_counter(); from microgpt.bench import time_steps; "
+            "time_steps('numba', (16, 4, 1, 16, 1), 1, 1); print(time.perf_counter() - t)")
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir,
+               PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                           os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def cold_and_warm_start():
+    """(cold, warm) start seconds: the first run compiles every kernel, the second loads them from disk."""
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="microgpt-numba-cache-") as cache_dir:
+        return start_time(cache_dir), start_time(cache_dir)
+
+
+def machine_description():
+    """Lines naming the CPU, cores, thread settings and versions."""
+    import numba
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    threads = ", ".join(f"{name}={os.environ.get(name, 'unset')}" for name in THREAD_VARIABLES)
+    return [f"machine: {cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}",
+            f"threads: {threads}",
+            f"versions: Python {platform.python_version()}, NumPy {np.__version__}, Numba {numba.__version__}"]
+
+
+def run_benchmark(steps=50, repeats=5, scalar_budget=20.0, start_times=True, out=print):
+    """Time every config on both engines and print a table; returns the rows as dicts."""
+    for line in machine_description():
+        out(line)
+    out("numba ms: a whole step (batch, loss and gradients, Adam update: microgpt.train.train_steps); "
+        "grads ms: loss_and_grads alone")
+    out(f"median of {repeats} runs; float64; scalar/numba compares whole steps")
+    out("")
+    out(f"{'config C/NH/L/T/B':<20}{'numba ms':>10}{'goal':>7}{'grads ms':>10}{'tok/s':>11}"
+        f"{'scalar ms':>12}{'tok/s':>8}{'scalar/numba':>14}")
+    rows = []
+    for shape, goal in CONFIGS:
+        numba = time_steps("numba", shape, steps, repeats)
+        grads_ms = time_loss_and_grads(shape, steps, repeats)
+        scalar = time_steps("scalar", shape, 1, 3, budget_seconds=scalar_budget, warm_up=False)
+        row = dict(config="/".join(map(str, shape)), numba_ms=numba.ms_per_step, goal_ms=goal, grads_ms=grads_ms,
+                   numba_tokens_per_s=numba.tokens_per_second, scalar_ms=scalar.ms_per_step,
+                   scalar_tokens_per_s=scalar.tokens_per_second,
+                   ratio=scalar.ms_per_step / numba.ms_per_step)
+        rows.append(row)
+        out(f"{row['config']:<20}{row['numba_ms']:>10.3f}{goal:>7g}{grads_ms:>10.3f}{row['numba_tokens_per_s']:>11,.0f}"
+            f"{row['scalar_ms']:>12.1f}{row['scalar_tokens_per_s']:>8,.0f}{row['ratio']:>13,.0f}x")
+    if start_times:
+        cold, warm = cold_and_warm_start()
+        out("")
+        out(f"start (fresh Python: import, then one numba step at the default config): "
+            f"cold {cold:.2f} s (compiles every kernel), warm {warm:.2f} s (loads them from the disk cache)")
+    return rows

@@ -1,0 +1,156 @@
+"""The Numba backend against the scalar engine: gradients, whole runs, samples, checkpoints."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from microgpt.backend import get_backend
+from microgpt.checkpoint import load_checkpoint, save_checkpoint
+from microgpt.config import GPTConfig, TrainConfig
+from microgpt.data import Tokenizer
+from microgpt.generate import generate_many
+from microgpt.gradcheck import ENGINE_RTOL, gradcheck, random_batch, relative_difference
+from microgpt.numba_gpt import NumbaBackend, gpt_forward, layout_of, pack_batch
+from microgpt.optim import Adam
+from microgpt.params import Params
+from microgpt.scalar_gpt import ScalarBackend
+from microgpt.train import train_steps
+from tests.conftest import NAMES
+
+
+@st.composite
+def configs_and_batches(draw):
+    n_head = draw(st.sampled_from([1, 2, 4]))
+    n_embd = n_head * draw(st.integers(8 // n_head, 32 // n_head))
+    config = GPTConfig(vocab_size=draw(st.integers(2, 12)), n_embd=n_embd, n_head=n_head,
+                       n_layer=draw(st.integers(1, 3)), block_size=draw(st.integers(4, 32)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    params = Params.init(config, rng, std=draw(st.sampled_from([0.08, 0.3])))
+    return params, random_batch(config, rng, draw(st.integers(1, 4)))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configs_and_batches())
+def test_both_engines_and_finite_differences_agree(setup):
+    """Loss and every gradient: engines to relative 1e-9, each engine to central differences."""
+    params, batch = setup
+    report = gradcheck(params, batch, fd_per_tensor=4)
+    assert report.loss_ok, (report.loss_scalar, report.loss_numba)
+    for t in report.tensors:
+        assert t.engines_rel <= ENGINE_RTOL, t
+        assert t.fd_violation <= 1.0, t
+
+
+def test_loss_is_the_mean_over_real_target_tokens(tiny_params):
+    """A packed batch of two documents weighs each by its number of targets, not 1/2 each."""
+    backend = NumbaBackend()
+    short, long = [6, 1, 6], [6, 2, 3, 4, 5, 0, 6]
+    loss_short, grads_short = backend.loss_and_grads(tiny_params, [short])
+    loss_long, grads_long = backend.loss_and_grads(tiny_params, [long])
+    loss, grads = backend.loss_and_grads(tiny_params, [short, long])
+    assert abs(loss - (2 * loss_short + 6 * loss_long) / 8) < 1e-14
+    assert relative_difference(grads, (2 * grads_short + 6 * grads_long) / 8) < 1e-13
+
+
+def test_pack_batch_layout_and_errors():
+    batch = pack_batch([[6, 1, 6], [6, 2, 3, 6]], block_size=4)
+    assert batch.tokens.tolist() == [6, 1, 6, 2, 3]
+    assert batch.targets.tolist() == [1, 6, 2, 3, 6]
+    assert batch.positions.tolist() == [0, 1, 0, 1, 2]
+    assert batch.doc_starts.tolist() == [0, 2, 5] and batch.longest == 3
+    with pytest.raises(ValueError, match="block_size"):
+        pack_batch([[6, 1, 2, 3, 4, 6]], block_size=4)
+    with pytest.raises(ValueError):
+        pack_batch([[6]], block_size=4)
+
+
+def test_decoder_logits_equal_a_full_forward(tiny_params):
+    doc = [6, 0, 3, 3, 1, 2, 6]
+    _, acts = gpt_forward(tiny_params.flat, layout_of(tiny_params), pack_batch([doc], 6))
+    decoder = NumbaBackend().decoder(tiny_params)
+    for pos, token in enumerate(doc[:-1]):
+        assert relative_difference(decoder.step(token), acts.logits[pos]) < 1e-13
+    with pytest.raises(IndexError):
+        decoder.step(0)
+
+
+def test_decoders_of_both_engines_agree(tiny_params):
+    scalar, numba = ScalarBackend().decoder(tiny_params), NumbaBackend().decoder(tiny_params)
+    for token in [6, 5, 4, 0, 2]:
+        assert relative_difference(numba.step(token), scalar.step(token)) < 1e-12
+
+
+def train_run(backend_name, config, train_config, documents, steps, params=None, optimizer=None, start=0):
+    params = params if params is not None else Params.init(config, np.random.default_rng(train_config.seed))
+    optimizer = optimizer or Adam(params.size, train_config.beta1, train_config.beta2, train_config.eps)
+    losses = [r.loss for r in train_steps(get_backend(backend_name), params, optimizer, documents,
+                                          train_config, start, start + steps)]
+    return np.array(losses), params, optimizer
+
+
+def names_setup(block_size=16):
+    tokenizer = Tokenizer.from_documents(NAMES)
+    config = GPTConfig(tokenizer.vocab_size, n_embd=16, n_head=4, n_layer=1, block_size=block_size)
+    return tokenizer, config, [tokenizer.document(name, block_size) for name in NAMES]
+
+
+def test_fifty_steps_give_the_same_losses_and_names_on_both_engines():
+    tokenizer, config, documents = names_setup()
+    train_config = TrainConfig(steps=50, seed=3)
+    scalar_losses, scalar_params, _ = train_run("scalar", config, train_config, documents, 50)
+    numba_losses, numba_params, _ = train_run("numba", config, train_config, documents, 50)
+    assert np.abs(scalar_losses - numba_losses).max() <= 1e-9
+    assert scalar_losses[-10:].mean() < scalar_losses[:10].mean()      # it learned something
+    assert relative_difference(numba_params.flat, scalar_params.flat) < 1e-9
+    names = {name: generate_many(get_backend(name), params, tokenizer, 8, seed=5)
+             for name, params in (("scalar", scalar_params), ("numba", numba_params))}
+    assert names["scalar"] == names["numba"]
+
+
+@pytest.mark.parametrize("writer, reader", [("numba", "scalar"), ("scalar", "numba")])
+def test_a_checkpoint_from_one_backend_samples_and_trains_in_the_other(tmp_path, writer, reader):
+    tokenizer, config, documents = names_setup()
+    train_config = TrainConfig(steps=12, seed=1)
+    _, params, optimizer = train_run(writer, config, train_config, documents, 6)
+    save_checkpoint(tmp_path, params, tokenizer, train_config, 6, optimizer)
+    expected_names = generate_many(get_backend(writer), params, tokenizer, 5, seed=2)
+    expected_losses, _, _ = train_run(writer, config, train_config, documents, 6, params.copy(),
+                                      _copy_adam(optimizer), start=6)
+
+    ckpt = load_checkpoint(tmp_path)
+    assert generate_many(get_backend(reader), ckpt.params, tokenizer, 5, seed=2) == expected_names
+    optimizer = Adam(ckpt.params.size)
+    optimizer.load_state_dict(ckpt.optimizer_state)
+    losses, _, _ = train_run(reader, config, ckpt.train_config, documents, 6, ckpt.params, optimizer, start=ckpt.step)
+    assert np.abs(losses - expected_losses).max() <= 1e-9
+
+
+def _copy_adam(optimizer):
+    copy = Adam(optimizer.m.size, optimizer.beta1, optimizer.beta2, optimizer.eps)
+    copy.load_state_dict({k: np.copy(v) for k, v in optimizer.state_dict().items()})
+    return copy
+
+
+def test_batched_training_on_numba_lowers_the_loss():
+    _, config, documents = names_setup()
+    losses, _, _ = train_run("numba", config, TrainConfig(steps=200, batch_size=8, seed=0), documents, 200)
+    assert losses[-20:].mean() < losses[:20].mean() - 0.5
+
+
+def test_importing_the_backend_registry_does_not_import_numba():
+    code = "import sys, microgpt.backend, microgpt.cli; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    assert isinstance(get_backend("numba"), NumbaBackend)
+
+
+def test_train_cli_with_numba_backend(cli, names_file, tmp_path):
+    out = cli("train", names_file, "--backend", "numba", "--steps", "30", "--batch-size", "4",
+              "--out", tmp_path / "run", "--samples", "3", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "samples" in out.stdout
+    assert load_checkpoint(tmp_path / "run").step == 30
