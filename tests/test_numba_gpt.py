@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from microgpt.backend import get_backend
-from microgpt.checkpoint import load_checkpoint, save_checkpoint
+from microgpt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from microgpt.config import GPTConfig, TrainConfig
 from microgpt.data import Tokenizer
 from microgpt.generate import generate_many
@@ -116,16 +116,15 @@ def test_a_checkpoint_from_one_backend_samples_and_trains_in_the_other(tmp_path,
     tokenizer, config, documents = names_setup()
     train_config = TrainConfig(steps=12, seed=1)
     _, params, optimizer = train_run(writer, config, train_config, documents, 6)
-    save_checkpoint(tmp_path, params, tokenizer, train_config, 6, optimizer)
+    save_checkpoint(tmp_path, Checkpoint(params, tokenizer, train_config, 6, optimizer, backend=writer))
     expected_names = generate_many(get_backend(writer), params, tokenizer, 5, seed=2)
     expected_losses, _, _ = train_run(writer, config, train_config, documents, 6, params.copy(),
                                       _copy_adam(optimizer), start=6)
 
     ckpt = load_checkpoint(tmp_path)
     assert generate_many(get_backend(reader), ckpt.params, tokenizer, 5, seed=2) == expected_names
-    optimizer = Adam(ckpt.params.size)
-    optimizer.load_state_dict(ckpt.optimizer_state)
-    losses, _, _ = train_run(reader, config, ckpt.train_config, documents, 6, ckpt.params, optimizer, start=ckpt.step)
+    losses, _, _ = train_run(reader, config, ckpt.train_config, documents, 6, ckpt.params, ckpt.optimizer,
+                             start=ckpt.step)
     assert np.abs(losses - expected_losses).max() <= 1e-9
 
 
