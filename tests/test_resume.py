@@ -37,24 +37,43 @@ def assert_same_run(a, b):
     np.testing.assert_allclose(cb.optimizer.v, ca.optimizer.v, rtol=0, atol=1e-12)
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    """The reference run, trained once for the module, on the same file as `names_file`."""
-    tmp = tmp_path_factory.mktemp("reference")
+def reference_run(tmp_path_factory, backend):
+    """A run that never stopped, on the same file as `names_file`."""
+    tmp = tmp_path_factory.mktemp(f"reference-{backend}")
     (tmp / "names.txt").write_text("\n".join(NAMES) + "\n", encoding="utf-8")
-    train_cli(tmp / "names.txt", tmp / "whole", "--batch-size", 2, steps=STEPS)
+    train_cli(tmp / "names.txt", tmp / "whole", "--batch-size", 2, "--backend", backend, steps=STEPS)
     return tmp / "whole"
 
 
-def test_stop_after_then_resume_equals_the_uninterrupted_run(names_file, tmp_path, uninterrupted):
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """The reference run on the scalar engine, trained once for the module."""
+    return reference_run(tmp_path_factory, "scalar")
+
+
+@pytest.mark.parametrize("backend", ["scalar", "numba"])
+def test_stop_after_then_resume_equals_the_uninterrupted_run(names_file, tmp_path, tmp_path_factory,
+                                                             uninterrupted, backend):
+    reference = uninterrupted if backend == "scalar" else reference_run(tmp_path_factory, backend)
     out = tmp_path / "sliced"
-    stdout = train_cli(names_file, out, "--batch-size", 2, "--stop-after", 15, steps=STEPS)
+    stdout = train_cli(names_file, out, "--batch-size", 2, "--backend", backend, "--stop-after", 15,
+                       steps=STEPS)
     assert f"stopped after step 15 of {STEPS}" in stdout and f"--resume {out}" in stdout
     assert load_checkpoint(str(out)).step == 15
     assert "samples" not in stdout  # a run that is not finished does not sample yet
     train_cli_resume(out, "--stop-after", 30)  # a second slice
     train_cli_resume(out)
-    assert_same_run(uninterrupted, out)
+    assert_same_run(reference, out)
+
+
+def test_a_numba_run_resumed_on_the_scalar_engine_matches_to_1e9(names_file, tmp_path, uninterrupted):
+    """The engines agree to ~1e-15 per step, so switching engine mid-run changes nothing visible."""
+    out = tmp_path / "switched"
+    train_cli(names_file, out, "--batch-size", 2, "--backend", "numba", "--stop-after", 20, steps=STEPS)
+    train_cli_resume(out, "--backend", "scalar")
+    np.testing.assert_allclose(read_log(out)["loss"], read_log(uninterrupted)["loss"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(load_checkpoint(str(out)).params.flat,
+                               load_checkpoint(str(uninterrupted)).params.flat, rtol=0, atol=1e-9)
 
 
 def train_cli_resume(out, *extra):

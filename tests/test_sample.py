@@ -31,6 +31,12 @@ def test_same_seed_same_names_and_num(run_dir):
     assert sample(run_dir, "--num", 12, "--seed", 4) != names
 
 
+def test_both_engines_sample_the_same_names(run_dir):
+    """Their logits agree to ~1e-15, so the same seed draws the same names, prompt and top-k included."""
+    for args in (("--num", 10, "--seed", 7), ("--num", 5, "--prompt", "a", "--top-k", 3, "--temperature", 1.5)):
+        assert sample(run_dir, *args, "--backend", "numba") == sample(run_dir, *args, "--backend", "scalar")
+
+
 def test_default_seed_and_temperature_repeat_what_train_printed(run_dir, tmp_path):
     """train samples with the run's seed at temperature 0.5; so does sample by default."""
     out = train_cli(run_dir.parent / "names.txt", tmp_path / "again", "--samples", 5, steps=30)
