@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.machine import describe  # noqa: E402
+from microgpt.bench import machine_description  # noqa: E402
 from microgpt.viz import subjects  # noqa: E402
 from microgpt.viz.graph import DEFAULT_BUDGET, draw_graph, reachable  # noqa: E402
 
@@ -44,7 +44,8 @@ def main():
     model, tokenizer = subjects.fresh_model()
     root = subjects.token_loss(model, tokenizer.document("emma", model.config.block_size), pos=1)
     dot_version = subprocess.run(["dot", "-V"], capture_output=True, text=True).stderr.strip()
-    print(f"{describe()} | {dot_version}")
+    print("\n".join(machine_description()))
+    print(f"graphviz: {dot_version}")
     print(f"graph: one token through the default GPT, {len(reachable(root)):,} values; "
           f"budget {DEFAULT_BUDGET}")
     for name, expand in CASES.items():

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.machine import describe  # noqa: E402
+from microgpt.bench import machine_description  # noqa: E402
 from microgpt.config import GPTConfig, TrainConfig  # noqa: E402
 from microgpt.data import Tokenizer, batch_indices, read_documents  # noqa: E402
 from microgpt.params import Params  # noqa: E402
@@ -114,7 +114,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="steps timed per build (default 20)")
     args = parser.parse_args()
-    print(describe())
+    print("\n".join(machine_description()))
     docs = read_documents(NAMES)
     tokenizer = Tokenizer.from_documents(docs)
     compare_builds(tokenizer, docs, args.steps)

@@ -138,8 +138,8 @@ def machine_description():
             f"versions: Python {platform.python_version()}, NumPy {np.__version__}, Numba {numba.__version__}"]
 
 
-def run_benchmark(steps=50, repeats=5, scalar_budget=20.0, start_times=True, out=print):
-    """Time every config on both engines and print a table; returns the rows as dicts."""
+def run_benchmark(steps=50, repeats=5, scalar_budget=20.0, start_times=True, out=print, configs=CONFIGS):
+    """Time each (shape, goal) of `configs` on both engines and print a table; returns the rows as dicts."""
     for line in machine_description():
         out(line)
     out("numba ms: a whole step (batch, loss and gradients, Adam update: microgpt.train.train_steps); "
@@ -149,7 +149,7 @@ def run_benchmark(steps=50, repeats=5, scalar_budget=20.0, start_times=True, out
     out(f"{'config C/NH/L/T/B':<20}{'numba ms':>10}{'goal':>7}{'grads ms':>10}{'tok/s':>11}"
         f"{'scalar ms':>12}{'tok/s':>8}{'scalar/numba':>14}")
     rows = []
-    for shape, goal in CONFIGS:
+    for shape, goal in configs:
         numba = time_steps("numba", shape, steps, repeats)
         grads_ms = time_loss_and_grads(shape, steps, repeats)
         scalar = time_steps("scalar", shape, 1, 3, budget_seconds=scalar_budget, warm_up=False)
@@ -158,7 +158,8 @@ def run_benchmark(steps=50, repeats=5, scalar_budget=20.0, start_times=True, out
                    scalar_tokens_per_s=scalar.tokens_per_second,
                    ratio=scalar.ms_per_step / numba.ms_per_step)
         rows.append(row)
-        out(f"{row['config']:<20}{row['numba_ms']:>10.3f}{goal:>7g}{grads_ms:>10.3f}{row['numba_tokens_per_s']:>11,.0f}"
+        goal_text = "-" if goal is None else f"{goal:g}"
+        out(f"{row['config']:<20}{row['numba_ms']:>10.3f}{goal_text:>7}{grads_ms:>10.3f}{row['numba_tokens_per_s']:>11,.0f}"
             f"{row['scalar_ms']:>12.1f}{row['scalar_tokens_per_s']:>8,.0f}{row['ratio']:>13,.0f}x")
     if start_times:
         cold, warm = cold_and_warm_start()

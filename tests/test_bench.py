@@ -18,3 +18,19 @@ def test_machine_description_names_versions_and_threads():
 def test_time_loss_and_grads_runs():
     from microgpt.bench import time_loss_and_grads
     assert time_loss_and_grads((8, 2, 1, 8, 2), steps=2, repeats=2) > 0
+
+
+def test_bench_command_prints_a_row_per_config(cli):
+    result = cli("bench", "--config", "8/2/1/8/2", "--config", "16/4/1/16/1", "--steps", 2, "--repeats", 1,
+                 "--scalar-budget", 0.1, "--no-start-times")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith(("8/2/1/8/2", "16/4/1/16/1 "))]
+    assert len(rows) == 2
+    assert rows[1].split()[2] == "0.05"   # the goal is shown for a standard config
+    assert "OPENBLAS_NUM_THREADS=1" in result.stdout
+
+
+def test_bench_command_rejects_a_bad_config(cli):
+    result = cli("bench", "--config", "10/4/1/8/1")
+    assert result.returncode == 2 and "divisible" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,5 +1,6 @@
 """`microgpt bench`: time a training step on the Numba backend and the scalar engine."""
 
+import argparse
 import os
 import subprocess
 import sys
@@ -20,17 +21,38 @@ def add_parser(subparsers):
     p.add_argument("--scalar-budget", type=positive_float, default=20.0,
                    help="seconds of scalar steps per config after the first (default 20)")
     p.add_argument("--no-start-times", action="store_true", help="skip the cold/warm start measurement")
+    p.add_argument("--config", action="append", type=config_shape, metavar="C/NH/L/T/B",
+                   help="time this config instead of the four standard ones, e.g. 32/4/2/16/8 "
+                        "(n_embd/n_head/n_layer/block_size/batch); repeatable")
     p.set_defaults(run=run)
 
 
+def config_shape(text):
+    """'16/4/1/16/1' -> (16, 4, 1, 16, 1), checked like the train options."""
+    parts = text.split("/")
+    if len(parts) != 5 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not C/NH/L/T/B: five positive whole numbers, e.g. 16/4/1/16/1")
+    shape = tuple(int(p) for p in parts)
+    if shape[0] % shape[1]:
+        raise argparse.ArgumentTypeError(f"{text}: n_embd {shape[0]} is not divisible by n_head {shape[1]}")
+    return shape
+
+
 def run(args):
-    from microgpt.bench import THREAD_VARIABLES, run_benchmark
+    from microgpt.bench import CONFIGS, THREAD_VARIABLES, run_benchmark
 
     wanted = str(args.threads)
     if any(os.environ.get(name) != wanted for name in THREAD_VARIABLES):
         # BLAS reads its thread count when it loads, which has happened by now: start again pinned.
         env = dict(os.environ, **{name: wanted for name in THREAD_VARIABLES})
-        return subprocess.run([sys.executable, "-m", "microgpt", *sys.argv[1:]], env=env).returncode
+        argv = ["bench", "--threads", wanted, "--steps", str(args.steps), "--repeats", str(args.repeats),
+                "--scalar-budget", str(args.scalar_budget)] + (["--no-start-times"] if args.no_start_times else [])
+        for shape in args.config or ():
+            argv += ["--config", "/".join(map(str, shape))]
+        return subprocess.run([sys.executable, "-m", "microgpt", *argv], env=env).returncode
+    goals = dict(CONFIGS)
+    configs = [(shape, goals.get(shape)) for shape in args.config] if args.config else CONFIGS
     run_benchmark(steps=args.steps, repeats=args.repeats, scalar_budget=args.scalar_budget,
-                  start_times=not args.no_start_times)
+                  start_times=not args.no_start_times, configs=configs)
     return 0
