@@ -138,8 +138,12 @@ def machine_description():
             f"versions: Python {platform.python_version()}, NumPy {np.__version__}, Numba {numba.__version__}"]
 
 
-def run_benchmark(steps=50, repeats=5, scalar_budget=20.0, start_times=True, out=print, configs=CONFIGS):
-    """Time each (shape, goal) of `configs` on both engines and print a table; returns the rows as dicts."""
+def run_benchmark(steps=50, repeats=5, scalar_budget=20.0, start_times=True, out=print, configs=CONFIGS,
+                  scalar=True):
+    """Time each (shape, goal) of `configs` on both engines (or Numba alone) and print a table.
+
+    Returns the rows as dicts; without `scalar`, their scalar fields are None.
+    """
     for line in machine_description():
         out(line)
     out("numba ms: a whole step (batch, loss and gradients, Adam update: microgpt.train.train_steps); "
@@ -152,15 +156,18 @@ def run_benchmark(steps=50, repeats=5, scalar_budget=20.0, start_times=True, out
     for shape, goal in configs:
         numba = time_steps("numba", shape, steps, repeats)
         grads_ms = time_loss_and_grads(shape, steps, repeats)
-        scalar = time_steps("scalar", shape, 1, 3, budget_seconds=scalar_budget, warm_up=False)
         row = dict(config="/".join(map(str, shape)), numba_ms=numba.ms_per_step, goal_ms=goal, grads_ms=grads_ms,
-                   numba_tokens_per_s=numba.tokens_per_second, scalar_ms=scalar.ms_per_step,
-                   scalar_tokens_per_s=scalar.tokens_per_second,
-                   ratio=scalar.ms_per_step / numba.ms_per_step)
+                   numba_tokens_per_s=numba.tokens_per_second, scalar_ms=None, scalar_tokens_per_s=None, ratio=None)
+        scalar_text = f"{'-':>12}{'-':>8}{'-':>14}"
+        if scalar:
+            timing = time_steps("scalar", shape, 1, 3, budget_seconds=scalar_budget, warm_up=False)
+            row.update(scalar_ms=timing.ms_per_step, scalar_tokens_per_s=timing.tokens_per_second,
+                       ratio=timing.ms_per_step / numba.ms_per_step)
+            scalar_text = f"{row['scalar_ms']:>12.1f}{row['scalar_tokens_per_s']:>8,.0f}{row['ratio']:>13,.0f}x"
         rows.append(row)
         goal_text = "-" if goal is None else f"{goal:g}"
-        out(f"{row['config']:<20}{row['numba_ms']:>10.3f}{goal_text:>7}{grads_ms:>10.3f}{row['numba_tokens_per_s']:>11,.0f}"
-            f"{row['scalar_ms']:>12.1f}{row['scalar_tokens_per_s']:>8,.0f}{row['ratio']:>13,.0f}x")
+        out(f"{row['config']:<20}{row['numba_ms']:>10.3f}{goal_text:>7}{grads_ms:>10.3f}"
+            f"{row['numba_tokens_per_s']:>11,.0f}{scalar_text}")
     if start_times:
         cold, warm = cold_and_warm_start()
         out("")

@@ -34,3 +34,11 @@ def test_bench_command_rejects_a_bad_config(cli):
     result = cli("bench", "--config", "10/4/1/8/1")
     assert result.returncode == 2 and "divisible" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bench_numba_only_leaves_the_scalar_columns_empty(cli):
+    result = cli("bench", "--config", "8/2/1/8/2", "--steps", 2, "--repeats", 1, "--numba-only",
+                 "--no-start-times", "--threads", 2)
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if line.startswith("8/2/1/8/2"))
+    assert row.split()[-3:] == ["-", "-", "-"] and "OPENBLAS_NUM_THREADS=2" in result.stdout

@@ -21,6 +21,8 @@ def add_parser(subparsers):
     p.add_argument("--scalar-budget", type=positive_float, default=20.0,
                    help="seconds of scalar steps per config after the first (default 20)")
     p.add_argument("--no-start-times", action="store_true", help="skip the cold/warm start measurement")
+    p.add_argument("--numba-only", action="store_true",
+                   help="skip the scalar engine (its step takes minutes at the largest config)")
     p.add_argument("--config", action="append", type=config_shape, metavar="C/NH/L/T/B",
                    help="time this config instead of the four standard ones, e.g. 32/4/2/16/8 "
                         "(n_embd/n_head/n_layer/block_size/batch); repeatable")
@@ -48,11 +50,12 @@ def run(args):
         env = dict(os.environ, **{name: wanted for name in THREAD_VARIABLES})
         argv = ["bench", "--threads", wanted, "--steps", str(args.steps), "--repeats", str(args.repeats),
                 "--scalar-budget", str(args.scalar_budget)] + (["--no-start-times"] if args.no_start_times else [])
+        argv += ["--numba-only"] if args.numba_only else []
         for shape in args.config or ():
             argv += ["--config", "/".join(map(str, shape))]
         return subprocess.run([sys.executable, "-m", "microgpt", *argv], env=env).returncode
     goals = dict(CONFIGS)
     configs = [(shape, goals.get(shape)) for shape in args.config] if args.config else CONFIGS
     run_benchmark(steps=args.steps, repeats=args.repeats, scalar_budget=args.scalar_budget,
-                  start_times=not args.no_start_times, configs=configs)
+                  start_times=not args.no_start_times, configs=configs, scalar=not args.numba_only)
     return 0
