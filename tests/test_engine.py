@@ -139,10 +139,11 @@ def test_topological_order_puts_children_first_and_is_complete():
 def test_million_node_chain_backpropagates_without_recursion():
     x = Value(1.0)
     y = x
-    for _ in range(1_000_000):
-        y = y * 1.0 + 0.0
+    for _ in range(999_999):
+        y = y.relu()          # one node per link: a chain of 1,000,000 nodes with x
     y.backward()
     assert x.grad == 1.0
+    assert len(y.topological_order()) == 1_000_000
 
 
 def test_log_of_non_positive_raises_naming_the_op():
@@ -229,7 +230,7 @@ def run_program(program, inputs, fused=True):
             out = Value.sum([a, b, c]) if fused else a + b + c
         else:  # dot
             out = Value.dot([a, b], [c, d]) if fused else a * c + b * d
-        vals.append(out.tanh() if abs(out.data) > 4 else out)  # keep magnitudes bounded
+        vals.append((out * 0.25).tanh() * 4.0)  # smooth, near identity for small values, |.| < 4
     return vals[-1]
 
 

@@ -22,17 +22,22 @@ def loss_of(params, batch, atomic=False):
 
 
 def test_gradients_match_finite_differences(tiny_params):
-    """Every gradient entry of a batch loss against central differences (h = 1e-5)."""
-    loss, grads = ScalarBackend().loss_and_grads(tiny_params, BATCH)
+    """Eight random entries of every parameter tensor against central differences (h = 1e-5).
+
+    (The Numba tests check every entry of both engines against each other at 1e-9.)
+    """
+    batch = BATCH[:2]
+    _, grads = ScalarBackend().loss_and_grads(tiny_params, batch)
     h = 1e-5
     rng = np.random.default_rng(1)
-    indices = rng.choice(tiny_params.size, size=300, replace=False)
+    indices = [tiny_params.offsets[name] + i for name in tiny_params
+               for i in rng.choice(tiny_params[name].size, size=8, replace=False)]
     for i in indices:
         original = tiny_params.flat[i]
         tiny_params.flat[i] = original + h
-        up = loss_of(tiny_params, BATCH)
+        up = loss_of(tiny_params, batch)
         tiny_params.flat[i] = original - h
-        down = loss_of(tiny_params, BATCH)
+        down = loss_of(tiny_params, batch)
         tiny_params.flat[i] = original
         numeric = (up - down) / (2 * h)
         assert grads[i] == pytest.approx(numeric, rel=1e-5, abs=1e-8), param_labels(tiny_params.config)[i]
