@@ -10,7 +10,7 @@ from microgpt.data import Tokenizer, batch_indices, read_documents
 from microgpt.errors import MicrogptError, UsageError
 from microgpt.params import Params, param_shapes
 
-from conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 
 def test_documents_tokenizer_round_trip(names_file):

@@ -11,7 +11,7 @@ import pytest
 from microgpt.engine import Value
 from microgpt.scalar_gpt import ScalarGPT
 
-from conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 GUIDE = os.path.join(REPO_ROOT, "docs", "debugging.md")
 

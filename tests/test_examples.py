@@ -2,7 +2,7 @@
 
 import runpy
 
-from conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 
 def test_value_basics_prints_the_hand_computed_gradients(capsys):

@@ -12,7 +12,7 @@ from microgpt.params import Params
 from microgpt.scalar_gpt import ScalarBackend, ScalarGPT, param_labels
 from microgpt.train import train_steps
 
-from conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 BATCH = [[6, 0, 3, 3, 1, 6], [6, 2, 5, 6], [6, 4, 4, 4, 4, 4, 4]]  # tiny vocab 7, BOS = 6
 

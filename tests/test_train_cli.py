@@ -9,7 +9,7 @@ from microgpt.params import Params
 from microgpt.scalar_gpt import ScalarBackend
 from microgpt.train import read_log, train_steps
 
-from conftest import NAMES
+from tests.conftest import NAMES
 
 
 def test_train_writes_a_run_and_prints_samples(cli, names_file, tmp_path):
