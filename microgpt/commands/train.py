@@ -218,6 +218,8 @@ def default_run_dir(data_path):
 def print_setup(run, docs, run_dir):
     config, train_config, tokenizer = run.params.config, run.train_config, run.tokenizer
     data_path = run.data.path if run.data else "?"
+    if run.data and not os.path.relpath(data_path).startswith(".."):
+        data_path = os.path.relpath(data_path)  # as the user would type it, from here
     print(f"data: {data_path}: {len(docs)} documents, vocabulary of {tokenizer.vocab_size} "
           f"({''.join(tokenizer.chars)} + BOS)")
     print(f"model: n_embd {config.n_embd}, n_head {config.n_head}, n_layer {config.n_layer}, "
