@@ -39,26 +39,6 @@ def test_crlf_and_blank_lines(tmp_path):
     assert read_documents(path) == ["ann", "bob"]
 
 
-@pytest.mark.parametrize("content,message", [
-    (b"", "no documents"),
-    (b"\n  \n\t\n", "no documents"),
-    (b"ann\n\xff\xfebob\n", "not UTF-8"),
-    (b"ann\x00bob", "binary"),
-])
-def test_bad_files_get_one_clear_error(tmp_path, content, message):
-    path = tmp_path / "bad.txt"
-    path.write_bytes(content)
-    with pytest.raises(MicrogptError, match=message):
-        read_documents(path)
-
-
-def test_missing_path_and_directory(tmp_path):
-    with pytest.raises(MicrogptError, match="no such file"):
-        read_documents(tmp_path / "nope.txt")
-    with pytest.raises(MicrogptError, match="directory"):
-        read_documents(tmp_path)
-
-
 def test_data_order_covers_every_document_once_per_epoch():
     seen = [i for step in range(10) for i in batch_indices(20, seed=3, step=step, batch_size=2)]
     assert sorted(seen) == list(range(20))

@@ -47,19 +47,18 @@ def add_parser(subparsers):
                    help="training file, one document per line (default: the bundled names.txt, "
                         "or with --resume the run's own file)")
     model = p.add_argument_group("model (fixed for a run: leave out with --resume)")
-    for name, kind, text in (("n_embd", positive_int, "width of the residual stream"),
-                             ("n_head", positive_int, "attention heads per layer"),
-                             ("n_layer", positive_int, "transformer blocks"),
-                             ("block_size", positive_int, "longest context in tokens; longer documents are cut")):
-        model.add_argument("--" + name.replace("_", "-"), type=kind,
-                           help=f"{text} (default {_default(GPTConfig, name)})")
     opt = p.add_argument_group("training (fixed for a run: leave out with --resume)")
-    for name, kind, text in (("steps", positive_int, "optimisation steps"),
-                             ("lr", positive_float, "learning rate at step 0, decaying linearly to 0"),
-                             ("batch_size", positive_int, "documents per step"),
-                             ("seed", non_negative_int, "seed for the weights, data order and samples")):
-        opt.add_argument("--" + name.replace("_", "-"), type=kind,
-                         help=f"{text} (default {_default(TrainConfig, name)})")
+    for group, config_class, name, kind, text in (
+            (model, GPTConfig, "n_embd", positive_int, "width of the residual stream"),
+            (model, GPTConfig, "n_head", positive_int, "attention heads per layer"),
+            (model, GPTConfig, "n_layer", positive_int, "transformer blocks"),
+            (model, GPTConfig, "block_size", positive_int, "longest context in tokens; longer documents are cut"),
+            (opt, TrainConfig, "steps", positive_int, "optimisation steps"),
+            (opt, TrainConfig, "lr", positive_float, "learning rate at step 0, decaying linearly to 0"),
+            (opt, TrainConfig, "batch_size", positive_int, "documents per step"),
+            (opt, TrainConfig, "seed", non_negative_int, "seed for the weights, data order and samples")):
+        group.add_argument("--" + name.replace("_", "-"), type=kind,
+                           help=f"{text} (default {_default(config_class, name)})")
     opt.add_argument("--backend", choices=BACKENDS, default=None,
                      help="engine that computes loss and gradients (default scalar, or the run's with --resume)")
     run = p.add_argument_group("run")
