@@ -18,19 +18,19 @@ def sample_next(logits, rng, temperature=1.0, top_k=None):
 
 
 def generate(backend, params, tokenizer, rng, temperature=0.5, top_k=None, prompt=""):
-    """One document: feed BOS (and the prompt), then sample until BOS or the context is full."""
-    decoder = backend.decoder(params)
+    """One document: feed BOS and the prompt, then sample until BOS or the context is full."""
     block_size = params.config.block_size
+    check_prompt(tokenizer, block_size, prompt)
+    decoder = backend.decoder(params)
     tokens = [tokenizer.bos] + tokenizer.encode(prompt)
-    logits = None
-    for token in tokens[:block_size]:
+    for token in tokens:
         logits = decoder.step(token)
-    while len(tokens) <= block_size:
+    while True:
         token = sample_next(logits, rng, temperature, top_k)
         if token == tokenizer.bos:
             break
         tokens.append(token)
-        if len(tokens) > block_size:
+        if len(tokens) > block_size:  # no position left to read it at: the name is as long as it gets
             break
         logits = decoder.step(token)
     return tokenizer.decode(tokens)
@@ -52,6 +52,5 @@ def check_prompt(tokenizer, block_size, prompt):
 
 def generate_many(backend, params, tokenizer, num, seed=42, temperature=0.5, top_k=None, prompt=""):
     """`num` documents from one seeded generator: the same seed gives the same names."""
-    check_prompt(tokenizer, params.config.block_size, prompt)
     rng = np.random.default_rng(seed)
     return [generate(backend, params, tokenizer, rng, temperature, top_k, prompt) for _ in range(num)]
