@@ -264,8 +264,7 @@ def gpt_decode_step(logits, keys, values, flat, layout, token, pos):
         q, k, v = split_qkv(qkv, C)
         keys[l, pos] = k[0]
         values[l, pos] = v[0]
-        for h in range(NH):
-            attend(heads, att, q, keys[l], values[l], 0, h, 0, pos + 1)
+        attend(heads, att, q, keys[l], values[l], 0, 0, pos + 1)
         linear_forward(branch, heads, wo)
         x += branch
         rmsnorm_forward(xn, rstd, x)
