@@ -360,7 +360,9 @@ def cross_entropy_forward(probs, logits, targets):
     N, V = logits.shape
     total = 0.0
     for n in range(N):
-        top = logits[n].max()
+        top = -np.inf                   # a loop, not logits[n].max(): a view per row costs more
+        for j in range(V):
+            top = max(top, logits[n, j])
         norm = 0.0
         for j in range(V):
             probs[n, j] = np.exp(logits[n, j] - top)
