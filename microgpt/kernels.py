@@ -29,6 +29,9 @@ Numba policy
   this file (in __pycache__), so only the first run of a command compiles.
 - float64 throughout and no `fastmath`: reassociating sums would break the
   1e-9 agreement with the scalar engine that the gradient check relies on.
+- Numba's default error_model ("python") checks every float division for a zero
+  divisor, and that branch stops a loop from vectorising; `adam_update` opts into
+  error_model="numpy" (x/0 gives inf or nan, the bits are otherwise the same).
 - No `parallel=True` / `prange`: no benchmark here has shown a gain from a
   second thread (the machine is shared), and large products go to BLAS (`@`).
 - Arrays and sizes are passed as arguments, never read from module globals
