@@ -9,6 +9,13 @@ A backend is any object with
     decoder(params) -> an object with step(token_id) -> logits (V,) float64 array,
         which keeps its own KV cache: call it with the tokens of one sequence in order.
 
+and optionally
+
+    step_optimizer(optimizer, theta, grads, lr) -> None
+        the same as optimizer.step(theta, grads, lr), bit for bit, only faster
+        (the Numba backend runs Adam as one compiled pass); without it, train.py
+        calls optimizer.step.
+
 so `train.py` and `generate.py` never ask which engine they hold.
 """
 

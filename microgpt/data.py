@@ -146,7 +146,10 @@ def epoch_order(num_docs, seed, epoch):
 def batch_indices(num_docs, seed, step, batch_size):
     """Indices of the documents of 0-based `step`: the next batch_size in the epoch order."""
     indices = []
-    for k in range(step * batch_size, (step + 1) * batch_size):
+    k, stop = step * batch_size, (step + 1) * batch_size
+    while k < stop:                     # a slice per epoch the batch touches (one, but at a boundary)
         epoch, i = divmod(k, num_docs)
-        indices.append(int(epoch_order(num_docs, seed, epoch)[i]))
+        take = min(stop - k, num_docs - i)
+        indices += epoch_order(num_docs, seed, epoch)[i:i + take].tolist()
+        k += take
     return indices

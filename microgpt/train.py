@@ -55,6 +55,7 @@ def train_steps(backend, params, optimizer, documents, config, start_step=0, sto
     Raises Diverged, before touching the weights, if the loss or a gradient is not finite.
     """
     stop_step = config.steps if stop_step is None else stop_step
+    step_optimizer = getattr(backend, "step_optimizer", None)    # optional: a compiled Adam, same bits
     for step in range(start_step, stop_step):
         batch = [documents[i] for i in batch_indices(len(documents), config.seed, step, config.batch_size)]
         try:
@@ -63,7 +64,10 @@ def train_steps(backend, params, optimizer, documents, config, start_step=0, sto
             raise Diverged(f"training diverged at step {step + 1}: {e}; try a lower --lr", step + 1) from None
         check_finite(step, loss, grads, params)
         lr = linear_decay(config.lr, step, config.steps)
-        optimizer.step(params.flat, grads, lr)
+        if step_optimizer:
+            step_optimizer(optimizer, params.flat, grads, lr)
+        else:
+            optimizer.step(params.flat, grads, lr)
         yield StepResult(step, loss, lr, float(np.sqrt(grads @ grads)))
 
 

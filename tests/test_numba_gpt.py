@@ -134,6 +134,21 @@ def _copy_adam(optimizer):
     return copy
 
 
+def test_compiled_adam_step_is_bit_identical_to_adam_step():
+    rng = np.random.default_rng(0)
+    theta = rng.normal(size=300)
+    reference, compiled = Adam(300, beta1=0.8, beta2=0.95, eps=1e-6), Adam(300, beta1=0.8, beta2=0.95, eps=1e-6)
+    theta_ref, theta_compiled = theta.copy(), theta.copy()
+    for step in range(5):
+        grads = rng.normal(size=300) * 10.0 ** rng.integers(-8, 3, size=300)
+        grads[:3] = 0.0
+        reference.step(theta_ref, grads, 0.01 / (step + 1))
+        NumbaBackend().step_optimizer(compiled, theta_compiled, grads, 0.01 / (step + 1))
+        assert np.array_equal(theta_compiled, theta_ref)
+        assert np.array_equal(compiled.m, reference.m) and np.array_equal(compiled.v, reference.v)
+        assert compiled.t == reference.t
+
+
 def test_batched_training_on_numba_lowers_the_loss():
     _, config, documents = names_setup()
     losses, _, _ = train_run("numba", config, TrainConfig(steps=200, batch_size=8, seed=0), documents, 200)
