@@ -1,35 +1,56 @@
-"""What an engine must offer to be trained and sampled, and how to get one by name.
+"""What an engine must offer to be trained, evaluated and sampled, and how to get one by name.
 
-A backend is any object with
+A backend is an object with these methods, so `train.py`, `evaluate.py` and
+`generate.py` never ask which engine they hold:
+
+    prepare(params, notify) -> None
+        get ready to run models of params.config (the Numba backend compiles its
+        kernels, or loads them from the disk cache); if that will take a noticeable
+        time it first calls notify(message) with one line saying so.
+
+    loss(params, batch) -> float
+        the mean cross-entropy over every next-token prediction in the batch, forward
+        only: no gradients are computed (evaluation).
 
     loss_and_grads(params, batch) -> (loss: float, grads: flat float64 array like params.flat)
-        batch is a list of documents, each a list of token ids ([BOS] + chars + [BOS]);
-        the loss is the mean cross-entropy over every next-token prediction in the batch.
+        the same loss, and its gradient with respect to every parameter.
+
+    step_optimizer(optimizer, theta, grads, lr) -> bool
+        optimizer.step(theta, grads, lr): the same update, bit for bit (the Numba
+        backend runs it as one compiled pass). Returns whether the new weights and the
+        optimizer's state are all finite.
 
     decoder(params) -> an object with step(token_id) -> logits (V,) float64 array,
         which keeps its own KV cache: call it with the tokens of one sequence in order.
 
-and optionally
-
-    step_optimizer(optimizer, theta, grads, lr) -> None
-        the same as optimizer.step(theta, grads, lr), bit for bit, only faster
-        (the Numba backend runs Adam as one compiled pass); without it, train.py
-        calls optimizer.step.
-
-so `train.py` and `generate.py` never ask which engine they hold.
+A batch is a list of token sequences (lists or 1-D integer arrays), each of 2 to
+block_size + 1 tokens: a document [BOS] + chars + [BOS] (cut to the block), or a
+window of a text stream. Each sequence gives len - 1 predictions, token i + 1 from
+tokens 0..i; the engines never need to know which kind of data fed them.
 """
 
 from microgpt.errors import UsageError
 
 BACKENDS = ("scalar", "numba")
+DTYPES = ("float64", "float32")
 
 
-def get_backend(name):
-    """A fresh backend by name: "scalar" (the Value engine) or "numba" (the compiled kernels)."""
+def get_backend(name, dtype="float64"):
+    """A fresh backend by name: "scalar" (the Value engine) or "numba" (the compiled kernels).
+
+    dtype is the precision the backend computes in; the scalar engine (Python floats)
+    is float64 only.
+    """
+    if name not in BACKENDS:
+        raise UsageError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+    if dtype not in DTYPES:
+        raise UsageError(f"unknown dtype {dtype!r}; choose one of: {', '.join(DTYPES)}")
     if name == "scalar":
+        if dtype != "float64":
+            raise UsageError("the scalar engine computes in float64 (Python floats) only; "
+                             "use --backend numba for --dtype float32")
         from microgpt.scalar_gpt import ScalarBackend
         return ScalarBackend()
-    if name == "numba":  # imported here: numba takes ~0.2 s to import, the scalar path never pays it
-        from microgpt.numba_gpt import NumbaBackend
-        return NumbaBackend()
-    raise UsageError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+    # imported here: numba takes ~0.2 s to import, and the scalar path never pays it
+    from microgpt.numba_gpt import NumbaBackend
+    return NumbaBackend(dtype)

@@ -31,7 +31,7 @@ import os
 import tempfile
 import zipfile
 import zlib
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 
 import numpy as np
 
@@ -292,22 +292,38 @@ def _is_int(value):
 
 
 def _config(cls, d, section):
-    """A GPTConfig or TrainConfig from its dict: exactly its fields, each of its type, then validated."""
-    names = {f.name: f.type for f in fields(cls)}
-    if set(d) != set(names):
-        raise _Bad(f'"{section}" should have the fields {", ".join(names)}')
+    """A config dataclass from its dict: only its fields, each of its type, then validated.
+
+    A field missing from the dict takes its default: checkpoints written before a
+    field existed load as runs that did not use it (every new option defaults to off).
+    """
+    kinds = {f.name: f.type for f in fields(cls)}
+    unknown = sorted(set(d) - set(kinds))
+    if unknown:
+        raise _Bad(f'"{section}" has fields this microgpt does not know: {", ".join(unknown)}')
     values = {}
-    for name, kind in names.items():
-        value = d[name]
-        if kind is float and _is_int(value):
-            value = float(value)
-        if not (_is_int(value) if kind is int else isinstance(value, float) and math.isfinite(value)):
-            raise _Bad(f'"{section}.{name}" should be a finite {kind.__name__}, not {value!r:.40}')
-        values[name] = value
+    for f in fields(cls):
+        if f.name not in d:
+            if f.default is MISSING:
+                raise _Bad(f'"{section}.{f.name}" is missing')
+            continue
+        values[f.name] = _typed(d[f.name], f.type, f"{section}.{f.name}")
     try:
         return cls(**values).validate()
     except UsageError as e:
         raise _Bad(f'"{section}": {e}') from None
+
+
+def _typed(value, kind, where):
+    """`value` as `kind` (int, float, str or bool), or _Bad saying what it should be."""
+    if kind is float and _is_int(value):
+        value = float(value)
+    ok = {int: _is_int(value), float: isinstance(value, float) and math.isfinite(value),
+          str: isinstance(value, str), bool: isinstance(value, bool)}.get(kind, False)
+    if not ok:
+        name = "finite float" if kind is float else kind.__name__
+        raise _Bad(f'"{where}" should be a {name}, not {value!r:.40}')
+    return value
 
 
 def _data_source(d):

@@ -7,6 +7,7 @@ which option to change, before any work is done.
 from dataclasses import asdict, dataclass
 
 from microgpt.errors import UsageError
+from microgpt.optim import SCHEDULES
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,11 @@ class TrainConfig:
     batch_size: int = 1      # documents per step; the loss is the mean over their target tokens
     init_std: float = 0.08   # weights are drawn from N(0, init_std²)
     seed: int = 42           # seeds the initial weights, the data order and sampling
+    warmup: int = 0          # steps over which the learning rate rises linearly from lr/warmup to lr
+    schedule: str = "linear" # after warm-up, lr decays to min_lr: "linear" or "cosine"
+    min_lr: float = 0.0      # the learning rate the schedule ends at
+    grad_clip: float = 0.0   # scale the gradient down to this global L2 norm when it is larger; 0: never
+    weight_decay: float = 0.0  # AdamW's decoupled decay of the weight matrices per unit of lr; 0: none
 
     def validate(self):
         if self.steps < 1:
@@ -63,6 +69,17 @@ class TrainConfig:
             raise UsageError(f"seed must be 0 or more, got {self.seed}")
         if not self.init_std > 0:
             raise UsageError(f"init_std must be positive, got {self.init_std}")
+        if not 0 <= self.warmup < self.steps:
+            raise UsageError(f"warmup must be 0 or more and less than steps ({self.steps}), got {self.warmup}")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+        if not 0 <= self.min_lr <= self.lr:
+            raise UsageError(f"min_lr must be between 0 and lr ({self.lr}), got {self.min_lr}")
+        if not self.grad_clip >= 0:
+            raise UsageError(f"grad_clip must be 0 (off) or positive, got {self.grad_clip}")
+        if not 0 <= self.weight_decay * self.lr < 1:
+            raise UsageError(f"weight_decay must be 0 or more, and lr × weight_decay below 1 "
+                             f"(each step keeps 1 - lr·weight_decay of a weight), got {self.weight_decay}")
         return self
 
     def to_dict(self):

@@ -31,7 +31,7 @@ from microgpt.kernels import (
     adam_update, attend, attention_backward, attention_forward, cross_entropy_backward, cross_entropy_forward,
     embedding_backward, embedding_forward, linear_backward, linear_forward, relu_backward,
     relu_forward, rmsnorm_backward, rmsnorm_forward)
-from microgpt.optim import Adam
+from microgpt.errors import UsageError
 
 
 class Layout(NamedTuple):
@@ -303,29 +303,39 @@ class NumbaBackend:
 
     name = "numba"
 
-    def __init__(self):
+    def __init__(self, dtype="float64"):
+        if dtype != "float64":
+            raise UsageError(f"the Numba backend does not compute in {dtype} yet; use float64")
+        self.dtype = dtype
         self.layouts = {}     # config -> Layout: computing one costs more than a small step
 
+    def layout(self, params):
+        return self.layouts.get(params.config) or self.layouts.setdefault(params.config, layout_of(params))
+
+    def prepare(self, params, notify):
+        """Compile (or load from the disk cache) the kernels a run of params.config uses."""
+
+    def loss(self, params, batch):
+        return gpt_loss(params.flat, self.layout(params), pack_batch(batch, params.config.block_size))
+
     def loss_and_grads(self, params, batch):
-        layout = self.layouts.get(params.config) or self.layouts.setdefault(params.config, layout_of(params))
         grads = np.zeros(params.size)
         packed = pack_batch(batch, params.config.block_size)
-        loss = gpt_loss_and_grads(grads, params.flat, layout, packed)
+        loss = gpt_loss_and_grads(grads, params.flat, self.layout(params), packed)
         return loss, grads
 
     def step_optimizer(self, optimizer, theta, grads, lr):
-        """optimizer.step(theta, grads, lr), with Adam's update as one compiled pass.
+        """optimizer.step(theta, grads, lr), with the AdamW update as one compiled pass.
 
         The same arithmetic in the same order as `optim.Adam.step`, so the same bits;
         NumPy's version makes ~14 passes over the vector, which at the default config
         cost about as much as the whole backward.
         """
-        if type(optimizer) is not Adam:
-            return optimizer.step(theta, grads, lr)
         optimizer.t += 1
-        b1, b2 = optimizer.beta1, optimizer.beta2
-        adam_update(theta, optimizer.m, optimizer.v, grads, lr, b1, b2,
-                    1.0 - b1 ** optimizer.t, 1.0 - b2 ** optimizer.t, optimizer.eps)
+        correction1, correction2 = optimizer.corrections()
+        return adam_update(theta, optimizer.m, optimizer.v, grads, optimizer.decay_mask, lr,
+                           1.0 - lr * optimizer.weight_decay, optimizer.beta1, optimizer.beta2,
+                           correction1, correction2, optimizer.eps)
 
     def decoder(self, params):
         return NumbaDecoder(params)

@@ -233,12 +233,24 @@ class ScalarBackend:
     def __init__(self, atomic=False):
         self.atomic = atomic
 
+    def prepare(self, params, notify):
+        """Nothing to get ready: the scalar engine is plain Python."""
+
+    def loss(self, params, batch):
+        """The forward pass alone: the graph is built (that is how Values compute) but not walked back."""
+        with cyclic_gc_paused():
+            return ScalarGPT(params, atomic=self.atomic).loss(batch).data
+
     def loss_and_grads(self, params, batch):
         with cyclic_gc_paused():
             model = ScalarGPT(params, atomic=self.atomic)
             loss = model.loss(batch)
             loss.backward()
             return loss.data, model.param_grads()
+
+    def step_optimizer(self, optimizer, theta, grads, lr):
+        """The NumPy reference update (`optim.Adam.step`)."""
+        return optimizer.step(theta, grads, lr)
 
     def decoder(self, params):
         return ScalarDecoder(ScalarGPT(params, atomic=self.atomic))

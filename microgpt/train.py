@@ -19,7 +19,7 @@ import numpy as np
 from microgpt.checkpoint import atomic_write, save_checkpoint
 from microgpt.data import batch_indices
 from microgpt.errors import MicrogptError
-from microgpt.optim import linear_decay
+from microgpt.optim import clip_grad_norm, learning_rate
 
 LOG_FIELDS = ("step", "loss", "lr", "grad_norm", "seconds")
 
@@ -29,7 +29,7 @@ class StepResult:
     step: int          # 0-based index of the step just taken
     loss: float        # the batch's mean cross-entropy before the update
     lr: float          # learning rate used for the update
-    grad_norm: float   # L2 norm of the whole gradient vector
+    grad_norm: float   # L2 norm of the whole gradient vector, before any clipping
 
 
 @dataclass
@@ -52,10 +52,10 @@ def train_steps(backend, params, optimizer, documents, config, start_step=0, sto
 
     `documents` are token lists; the batch of a step depends only on (seed, step), so
     a run resumed at `start_step` sees the same data as one that never stopped.
-    Raises Diverged, before touching the weights, if the loss or a gradient is not finite.
+    Raises Diverged, before touching the weights, if the loss or a gradient is not
+    finite, and after the update if it made the weights or Adam's state non-finite.
     """
     stop_step = config.steps if stop_step is None else stop_step
-    step_optimizer = getattr(backend, "step_optimizer", None)    # optional: a compiled Adam, same bits
     for step in range(start_step, stop_step):
         batch = [documents[i] for i in batch_indices(len(documents), config.seed, step, config.batch_size)]
         try:
@@ -63,12 +63,13 @@ def train_steps(backend, params, optimizer, documents, config, start_step=0, sto
         except ArithmeticError as e:  # the scalar engine refuses overflow (exp, log of 0) instead of making inf
             raise Diverged(f"training diverged at step {step + 1}: {e}; try a lower --lr", step + 1) from None
         check_finite(step, loss, grads, params)
-        lr = linear_decay(config.lr, step, config.steps)
-        if step_optimizer:
-            step_optimizer(optimizer, params.flat, grads, lr)
-        else:
-            optimizer.step(params.flat, grads, lr)
-        yield StepResult(step, loss, lr, float(np.sqrt(grads @ grads)))
+        grad_norm = clip_grad_norm(grads, config.grad_clip)
+        lr = learning_rate(step, config.steps, config.lr, config.warmup, config.schedule, config.min_lr)
+        if not backend.step_optimizer(optimizer, params.flat, grads, lr):
+            raise Diverged(f"training diverged at step {step + 1}: the update made the weights or Adam's "
+                           f"moments overflow (gradient norm {grad_norm:.3g}, lr {lr:.3g}); try a lower --lr"
+                           f"{'' if config.grad_clip else ' or --grad-clip 1'}", step + 1)
+        yield StepResult(step, loss, lr, grad_norm)
 
 
 def check_finite(step, loss, grads, params):

@@ -134,19 +134,30 @@ def _copy_adam(optimizer):
     return copy
 
 
-def test_compiled_adam_step_is_bit_identical_to_adam_step():
+@pytest.mark.parametrize("weight_decay", [0.0, 0.1])
+def test_compiled_adam_step_is_bit_identical_to_adam_step(weight_decay):
     rng = np.random.default_rng(0)
     theta = rng.normal(size=300)
-    reference, compiled = Adam(300, beta1=0.8, beta2=0.95, eps=1e-6), Adam(300, beta1=0.8, beta2=0.95, eps=1e-6)
+    mask = rng.random(300) < 0.7      # some entries decay (matrices), the rest do not (biases, gains)
+    reference, compiled = (Adam(300, beta1=0.8, beta2=0.95, eps=1e-6, weight_decay=weight_decay,
+                                decay_mask=mask) for _ in range(2))
     theta_ref, theta_compiled = theta.copy(), theta.copy()
     for step in range(5):
         grads = rng.normal(size=300) * 10.0 ** rng.integers(-8, 3, size=300)
         grads[:3] = 0.0
-        reference.step(theta_ref, grads, 0.01 / (step + 1))
-        NumbaBackend().step_optimizer(compiled, theta_compiled, grads, 0.01 / (step + 1))
+        finite_ref = reference.step(theta_ref, grads, 0.01 / (step + 1))
+        finite_compiled = NumbaBackend().step_optimizer(compiled, theta_compiled, grads, 0.01 / (step + 1))
+        assert finite_ref is True and finite_compiled is True
         assert np.array_equal(theta_compiled, theta_ref)
         assert np.array_equal(compiled.m, reference.m) and np.array_equal(compiled.v, reference.v)
         assert compiled.t == reference.t
+
+
+@pytest.mark.parametrize("theta, grad, lr", [(1.0, 1e200, 0.01), (-1e308, 1.0, 1e308)])
+def test_both_adam_steps_report_an_update_that_overflows(theta, grad, lr):
+    """v overflows with a huge gradient; θ overflows with a huge lr: both must say so."""
+    for step in (Adam.step, lambda opt, th, g, lr: NumbaBackend().step_optimizer(opt, th, g, lr)):
+        assert step(Adam(4), np.full(4, theta), np.full(4, grad), lr) is False
 
 
 def test_batched_training_on_numba_lowers_the_loss():

@@ -129,20 +129,18 @@ def wait_for_rows(log_path, rows, proc, timeout=60):
     raise AssertionError(f"no progress in {log_path} after {timeout} s")
 
 
-class InterruptAt:
+class InterruptAt(ScalarBackend):
     """A backend that sends this process SIGINT during step `at` (0-based), like a user's Ctrl-C."""
 
     def __init__(self, at):
-        self.inner, self.at, self.calls = ScalarBackend(), at, 0
+        super().__init__()
+        self.at, self.calls = at, 0
 
     def loss_and_grads(self, params, batch):
         if self.calls == self.at:
             os.kill(os.getpid(), signal.SIGINT)
         self.calls += 1
-        return self.inner.loss_and_grads(params, batch)
-
-    def decoder(self, params):
-        return self.inner.decoder(params)
+        return super().loss_and_grads(params, batch)
 
 
 def start_run(tiny_config, steps=10):
@@ -170,21 +168,19 @@ def test_a_second_ctrl_c_interrupts_at_once():
             time.sleep(1)  # the signal is handled before this ends
 
 
-class NaNAt:
+class NaNAt(ScalarBackend):
     """A backend whose gradient for `name` becomes NaN at step `at` (0-based)."""
 
     def __init__(self, at, name):
-        self.inner, self.at, self.name, self.calls = ScalarBackend(), at, name, 0
+        super().__init__()
+        self.at, self.name, self.calls = at, name, 0
 
     def loss_and_grads(self, params, batch):
-        loss, grads = self.inner.loss_and_grads(params, batch)
+        loss, grads = super().loss_and_grads(params, batch)
         if self.calls == self.at:
             params.view_of(grads, self.name)[0, 0] = np.nan
         self.calls += 1
         return loss, grads
-
-    def decoder(self, params):
-        return self.inner.decoder(params)
 
 
 def test_divergence_names_the_step_and_parameter_and_keeps_the_last_checkpoint(tiny_config, tmp_path):
