@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from microgpt.backend import get_backend
 from microgpt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from microgpt.config import GPTConfig, TrainConfig
-from microgpt.data import Tokenizer
+from microgpt.data import documents_from_strings
 from microgpt.generate import generate_many
 from microgpt.gradcheck import ENGINE_RTOL, gradcheck, random_batch, relative_difference
 from microgpt.numba_gpt import NumbaBackend, gpt_forward, layout_of, pack_batch
@@ -84,18 +84,18 @@ def test_decoders_of_both_engines_agree(tiny_params):
         assert relative_difference(numba.step(token), scalar.step(token)) < 1e-12
 
 
-def train_run(backend_name, config, train_config, documents, steps, params=None, optimizer=None, start=0):
+def train_run(backend_name, config, train_config, data, steps, params=None, optimizer=None, start=0):
     params = params if params is not None else Params.init(config, np.random.default_rng(train_config.seed))
     optimizer = optimizer or Adam(params.size, train_config.beta1, train_config.beta2, train_config.eps)
-    losses = [r.loss for r in train_steps(get_backend(backend_name), params, optimizer, documents,
+    losses = [r.loss for r in train_steps(get_backend(backend_name), params, optimizer, data,
                                           train_config, start, start + steps)]
     return np.array(losses), params, optimizer
 
 
 def names_setup(block_size=16):
-    tokenizer = Tokenizer.from_documents(NAMES)
-    config = GPTConfig(tokenizer.vocab_size, n_embd=16, n_head=4, n_layer=1, block_size=block_size)
-    return tokenizer, config, [tokenizer.document(name, block_size) for name in NAMES]
+    data = documents_from_strings(NAMES, block_size)
+    config = GPTConfig(data.tokenizer.vocab_size, n_embd=16, n_head=4, n_layer=1, block_size=block_size)
+    return data.tokenizer, config, data
 
 
 def test_fifty_steps_give_the_same_losses_and_names_on_both_engines():
