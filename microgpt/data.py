@@ -41,7 +41,7 @@ MAX_VAL_DOCUMENTS = 2_000
 SPLIT_SEED = 20_240_401         # fixes which documents are held out, whatever the run's seed
 MAX_DOCUMENT_CHARS = 100_000    # a longer "line" is a book or a dump, not a document
 AUTO_MAX_LINE = 1_000           # auto: a file with a line longer than this is read as text
-CHUNK_CHARS = 1 << 24           # line splitting works through the file this many characters at a time
+CHUNK_CHARS = 1 << 20           # splitting and laying out work through the file this many characters at a time
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def load_data(path, block_size, mode="auto", val_fraction=0.1, progress=False):
     if not 0 <= val_fraction <= 0.5:
         raise UsageError(f"--val-fraction must be between 0 and 0.5, got {val_fraction}")
     text = read_text(path, progress=progress)
-    lines = Lines.of(text)
+    lines = Lines.of(text) if mode != "text" else None     # per-line positions: only when lines may be read
     reason = "as asked"
     if mode == "auto":
         mode, reason = choose_mode(lines)

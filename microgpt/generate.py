@@ -57,7 +57,7 @@ class SlidingWindow:
     """A decoder that never runs out of context: when its block is full it starts again from the tail."""
 
     def __init__(self, backend, params, block_size):
-        self.backend, self.params, self.block_size = backend, params, block_size
+        self.block_size = block_size
         self.decoder, self.fed = backend.decoder(params), 0
 
     def feed(self, tokens):
@@ -70,7 +70,8 @@ class SlidingWindow:
     def step(self, token, history):
         """Logits after `token`, the last of `history` (everything so far), sliding the window if full."""
         if self.fed == self.block_size:
-            self.decoder, self.fed = self.backend.decoder(self.params), 0
+            self.decoder.reset()
+            self.fed = 0
             self.feed(history[-self.block_size:-1])
         return self.feed([token])
 

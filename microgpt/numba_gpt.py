@@ -352,6 +352,10 @@ class NumbaDecoder:
         self.values = np.zeros((c.n_layer, c.block_size, c.n_embd))
         self.pos = 0
 
+    def reset(self):
+        """Forget every position: the next step is position 0 again (rows are overwritten as it goes)."""
+        self.pos = 0
+
     def step(self, token_id):
         """Logits (V,) as a float64 array for the token after `token_id`."""
         if self.pos >= self.layout.block_size:

@@ -51,6 +51,7 @@ MARKER = ".microgpt-run"    # an empty file: "microgpt made this directory"
 LOCK = ".lock"              # locked (flock) while a process trains in the directory
 BASELINES = "baselines.json"
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+TEXT_SAMPLE_CHARS = 200     # the length of a text sample printed while (and after) training
 
 
 # ------------------------------------------------------------------ the directory
@@ -172,7 +173,7 @@ class RunOptions:
     save_every: int = 100      # also save a checkpoint every this many steps; 0: only when training stops
     sample_every: int = 0      # print a few samples every this many steps; 0: never
     num_samples: int = 3       # how many names (or one text of sample_chars) each time
-    sample_chars: int = 200
+    sample_chars: int = TEXT_SAMPLE_CHARS
     temperature: float = 0.5
     progress: bool = True      # a progress bar on stderr
 

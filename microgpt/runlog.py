@@ -118,9 +118,14 @@ def read_log(path):
 
 
 def _floats(fields, width):
-    """A row of floats (NaN for empty cells), or None for a damaged line."""
-    if len(fields) != width:
+    """A row of floats (NaN for empty or missing cells), or None for a damaged line.
+
+    A row shorter than the header was written before the header gained columns
+    (they are only ever added at the end): its missing cells are NaN.
+    """
+    if len(fields) > width:
         return None
+    fields = fields + [""] * (width - len(fields))
     try:
         row = [float(x) if x.strip() else math.nan for x in fields]
     except ValueError:

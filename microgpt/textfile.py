@@ -28,7 +28,7 @@ import numpy as np
 from microgpt.errors import MicrogptError
 
 MAX_TEXT_BYTES = 1 << 30        # 1 GiB: the ids alone take as much memory again
-CHUNK_BYTES = 1 << 24           # read 16 MiB at a time
+CHUNK_BYTES = 1 << 20           # read 1 MiB at a time: counting and lookups make 8-byte temporaries per character
 PROGRESS_BYTES = 1 << 26        # show a progress bar for files of 64 MiB and more
 BYTE_ORDER_MARK = 0xFEFF
 CR, LF = 0x0D, 0x0A

@@ -22,6 +22,7 @@ from microgpt.data import load_data
 from microgpt.errors import UsageError
 from microgpt.limits import check_size
 from microgpt.optim import SCHEDULES
+from microgpt.run import TEXT_SAMPLE_CHARS
 
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets")
 BUNDLED_NAMES = os.path.join(ASSETS, "names.txt")
@@ -98,7 +99,8 @@ def add_parser(subparsers):
                      help="stop and save after step STEP, to continue later with --resume (train in slices)")
     out = p.add_argument_group("output")
     out.add_argument("--samples", type=non_negative_int, default=None,
-                     help="samples to print at the end (default 20 names, or one text)")
+                     help=f"samples to print at the end (default 20 names, or one text of {TEXT_SAMPLE_CHARS} "
+                          f"characters)")
     out.add_argument("--temperature", type=positive_float, default=0.5,
                      help="sampling temperature: lower is safer, higher is wilder (default 0.5)")
     out.add_argument("--sample-every", type=non_negative_int, default=None, metavar="N",
@@ -372,7 +374,8 @@ def report(args, outcome, run, data, run_dir, backend, resume_hint):
     num = (20 if lines_mode else 1) if args.samples is None else args.samples
     if num > 0:
         texts = generate_many(backend, run.params, run.tokenizer, num, seed=run.train_config.seed,
-                              temperature=args.temperature, prompt=default_prompt(run.tokenizer))
+                              temperature=args.temperature, prompt=default_prompt(run.tokenizer),
+                              max_new_tokens=None if lines_mode else TEXT_SAMPLE_CHARS)
         print(f"\n{num} sample{'s' if num > 1 else ''} (temperature {args.temperature}):")
         for text in texts:
             print("\n".join("  " + line for line in text.strip("\n").splitlines()) if not lines_mode else f"  {text}")
