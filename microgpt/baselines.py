@@ -15,27 +15,31 @@ import math
 
 import numpy as np
 
-from microgpt.data import concatenated_ranges
+from microgpt.data import CHUNK_CHARS, concatenated_ranges
 
 
 def fit_counts(data):
     """(unigram counts (V,), bigram counts (V, V)) of the predictions in the training split of `data`.
 
-    For documents every [BOS] + doc + [BOS] counts in full (not cut to the block); for
-    a stream, every consecutive pair of the training part.
+    For a stream, every consecutive pair of the training part. For documents, tokens
+    is BOS d0 BOS d1 ... BOS, so its consecutive pairs are exactly the pairs of every
+    [BOS] + doc + [BOS] (counted in full, not cut to the block): count them all, then
+    take away the held-out documents'. Either way a chunk at a time, so a large file
+    needs no large temporaries.
     """
     V = data.tokenizer.vocab_size
-    if data.mode == "text":
-        tokens = data.tokens[:data.num_train].astype(np.int64)
-        prev, nxt = tokens[:-1], tokens[1:]
-    else:   # documents: tokens is BOS d0 BOS d1 ... BOS; document d's pairs start at its leading BOS
-        tokens = data.tokens.astype(np.int64)
-        starts, lengths = data.starts[data.train_docs], data.lengths[data.train_docs]
-        positions = concatenated_ranges(starts, starts + lengths + 1)
-        prev, nxt = tokens[positions], tokens[positions + 1]
-    unigram = np.bincount(nxt, minlength=V).astype(np.float64)
-    bigram = np.bincount(prev * V + nxt, minlength=V * V).astype(np.float64).reshape(V, V)
-    return unigram, bigram
+    end = data.num_train if data.mode == "text" else data.tokens.size
+    counts = np.zeros(V * V)
+    for lo in range(0, end - 1, CHUNK_CHARS):
+        run = data.tokens[lo:min(lo + CHUNK_CHARS + 1, end)].astype(np.int64)
+        counts += np.bincount(run[:-1] * V + run[1:], minlength=V * V)
+    if data.mode == "lines" and data.val_docs.size:
+        starts, lengths = data.starts[data.val_docs], data.lengths[data.val_docs] + 1
+        held_out = data.tokens[concatenated_ranges(starts, starts + lengths + 1)].astype(np.int64)
+        pairs = np.delete(np.arange(held_out.size - 1), np.cumsum(lengths + 1)[:-1] - 1)  # not across documents
+        counts -= np.bincount(held_out[pairs] * V + held_out[pairs + 1], minlength=V * V)
+    bigram = counts.reshape(V, V)
+    return bigram.sum(axis=0), bigram
 
 
 def baseline_losses(data, sequences):

@@ -106,6 +106,18 @@ def positive_float(text):
     return _number(text, float, "a number", lambda v: v > 0 and v != float("inf"), "positive and finite")
 
 
+def non_negative_float(text):
+    return _number(text, float, "a number", lambda v: 0 <= v < float("inf"), "0 or more, and finite")
+
+
+def float_in(low, high, include_high=True):
+    """An argparse type: a number from low to high (high itself only if include_high)."""
+    def parse(text):
+        ok = (lambda v: low <= v <= high) if include_high else (lambda v: low <= v < high)
+        return _number(text, float, "a number", ok, f"at least {low:g} and {'at most' if include_high else 'below'} {high:g}")
+    return parse
+
+
 def _number(text, kind, kind_name, ok, range_name):
     try:
         value = kind(text)

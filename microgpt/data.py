@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from microgpt.errors import MicrogptError, UsageError
-from microgpt.textfile import read_text, text_from_string
+from microgpt.textfile import MAX_TEXT_BYTES, read_text, smallest_uint, text_from_string
 from microgpt.tokenizer import Tokenizer
 
 MODES = ("lines", "text")
@@ -42,6 +42,7 @@ SPLIT_SEED = 20_240_401         # fixes which documents are held out, whatever t
 MAX_DOCUMENT_CHARS = 100_000    # a longer "line" is a book or a dump, not a document
 AUTO_MAX_LINE = 1_000           # auto: a file with a line longer than this is read as text
 CHUNK_CHARS = 1 << 20           # splitting and laying out work through the file this many characters at a time
+POSITION = np.int32             # positions in a file: it is at most MAX_TEXT_BYTES (1 GiB) long
 
 
 @dataclass(frozen=True)
@@ -107,40 +108,50 @@ class Lines:
 
     @classmethod
     def of(cls, text):
-        """Split at "\\n" only: U+2028 or U+0085 inside a name is part of the name, not a line break."""
+        """Split at "\n" only: U+2028 or U+0085 inside a name is part of the name, not a line break."""
         ids, newline = text.ids, text.id_of("\n")
-        breaks = np.flatnonzero(ids == newline) if newline >= 0 else np.zeros(0, np.int64)
-        line_starts = np.concatenate(([0], breaks + 1))
-        line_ends = np.concatenate((breaks, [ids.size]))
+        breaks = _positions(ids == newline) if newline >= 0 else np.zeros(0, POSITION)
+        starts = np.concatenate(([0], breaks + 1)).astype(POSITION)
+        ends = np.concatenate((breaks, [ids.size])).astype(POSITION)
+        del breaks
         is_space = np.array([c.isspace() for c in text.alphabet])
-        starts, ends = _strip(ids, is_space, line_starts, line_ends)
-        kept = starts < ends
-        first, last = np.argmax(kept), kept.size - 1 - np.argmax(kept[::-1])
-        blank_between = int((~kept[first:last + 1]).sum()) if kept.any() else 0
+        nonempty = ends > starts
+        messy = np.zeros(starts.size, dtype=bool)          # a line that begins or ends with whitespace
+        messy[nonempty] = is_space[ids[starts[nonempty]]] | is_space[ids[ends[nonempty] - 1]]
+        if messy.any():
+            starts[messy], ends[messy] = _strip(ids, is_space, starts[messy], ends[messy])
+        kept = ends > starts
+        blank_between = 0
+        if kept.any():
+            first, last = np.argmax(kept), kept.size - 1 - np.argmax(kept[::-1])
+            blank_between = int((~kept[first:last + 1]).sum())
         starts, ends = starts[kept], ends[kept]
         return cls(starts, ends, blank_between, int((ends - starts).max(initial=0)))
 
 
-def _strip(ids, is_space, line_starts, line_ends):
-    """(first, one past last) non-space position of each line; first == last for a blank line.
+def _positions(mask):
+    """np.flatnonzero(mask) as POSITION integers, found a chunk at a time (no int64 array the size of the answer)."""
+    return np.concatenate([np.flatnonzero(mask[lo:lo + CHUNK_CHARS]).astype(POSITION) + lo
+                           for lo in range(0, mask.size, CHUNK_CHARS)] or [np.zeros(0, POSITION)])
 
-    Works through the file in chunks of whole lines, so the position arrays it needs
-    stay small whatever the file's size.
+
+def _strip(ids, is_space, starts, ends):
+    """(first, one past last) non-space position of each line [start, end); equal for a blank line.
+
+    Gathers the lines' characters a chunk at a time, so the temporaries stay small
+    whatever the size of the file.
     """
-    starts, ends = np.empty_like(line_starts), np.empty_like(line_ends)
-    line = 0
-    while line < line_starts.size:
-        last = max(line, np.searchsorted(line_starts, line_starts[line] + CHUNK_CHARS, side="right") - 1)
-        lo, hi = line_starts[line], line_ends[last]
-        solid = lo + np.flatnonzero(~is_space[ids[lo:hi]])           # positions of non-space characters
-        s, e = line_starts[line:last + 1], line_ends[line:last + 1]
-        i, j = np.searchsorted(solid, s), np.searchsorted(solid, e)
+    first, last = starts.copy(), starts.copy()
+    for lo, hi in chunks_of_ranges(ends - starts):
+        positions = concatenated_ranges(starts[lo:hi], ends[lo:hi])      # the lines' characters
+        bounds = np.concatenate(([0], np.cumsum(ends[lo:hi] - starts[lo:hi])))
+        solid = np.flatnonzero(~is_space[ids[positions]])                # indices into positions
+        i, j = np.searchsorted(solid, bounds[:-1]), np.searchsorted(solid, bounds[1:])
         has_text = i < j
-        solid = np.append(solid, 0)                                  # so i and j - 1 always index something
-        starts[line:last + 1] = np.where(has_text, solid[i], s)
-        ends[line:last + 1] = np.where(has_text, solid[j - 1] + 1, s)
-        line = last + 1
-    return starts, ends
+        solid = np.append(solid, 0)                                      # so i and j - 1 always index something
+        first[lo:hi] = np.where(has_text, positions[solid[i]], starts[lo:hi])
+        last[lo:hi] = np.where(has_text, positions[solid[j - 1]] + 1, starts[lo:hi])
+    return first, last
 
 
 def choose_mode(lines):
@@ -210,10 +221,13 @@ class Source:
         """SHA-256 of the UTF-8 text the model sees (documents joined by newlines, or the stream)."""
         codes = np.array([ord(c) for c in self.tokenizer.chars] + [ord("\n")], dtype=np.uint32)  # BOS -> "\n"
         body = self.tokens[1:-1] if self.mode == "lines" else self.tokens
+        ascii_only = codes.max() < 128                        # then each character is its own UTF-8 byte
+        if ascii_only:
+            codes = codes.astype(np.uint8)
         digest = hashlib.sha256()
         for lo in range(0, body.size, CHUNK_CHARS):
             chunk = codes[body[lo:lo + CHUNK_CHARS]]
-            digest.update(chunk.tobytes().decode("utf-32-le").encode("utf-8"))
+            digest.update(chunk.tobytes() if ascii_only else chunk.tobytes().decode("utf-32-le").encode("utf-8"))
         return digest.hexdigest()
 
 
@@ -268,7 +282,11 @@ class Documents(Source):
         return [self.sequence(d) for d in (self.val_docs if split == "val" else self.train_docs)]
 
     def _sample(self, split, num_tokens):
-        docs = self.val_docs if split == "val" else np.random.default_rng(SPLIT_SEED + 1).permutation(self.train_docs)
+        docs = self.val_docs
+        if split == "train":    # each document gives at least one prediction: num_tokens of them are enough
+            picks = min(self.train_docs.size, num_tokens)
+            docs = self.train_docs[np.random.default_rng(SPLIT_SEED + 1).choice(self.train_docs.size, picks,
+                                                                                 replace=False)]
         predictions = np.cumsum(np.minimum(self.lengths[docs] + 1, self.block_size))
         count = int(np.searchsorted(predictions, num_tokens)) + 1
         return [self.sequence(d) for d in docs[:count]]
@@ -276,10 +294,8 @@ class Documents(Source):
     @functools.cached_property
     def _hashes(self):
         """{split: sorted hashes of its documents}: to tell a sample that copies a document from a new one."""
-        def hashes(docs):
-            return np.sort(np.array([hash(self.tokens[self.starts[d] + 1:self.starts[d] + 1 + self.lengths[d]]
-                                          .tobytes()) for d in docs], dtype=np.int64))
-        return {"train": hashes(self.train_docs), "val": hashes(self.val_docs)}
+        hashes = document_hashes(self.tokens, self.starts + 1, self.lengths)
+        return {"train": np.sort(hashes[self.train_docs]), "val": np.sort(hashes[self.val_docs])}
 
     def membership(self, text):
         """"train" or "val" if `text` is one of that split's documents, else "new"."""
@@ -287,7 +303,9 @@ class Documents(Source):
             ids = np.array(self.tokenizer.encode(text), dtype=self.tokens.dtype)
         except MicrogptError:
             return "new"
-        key = hash(ids.tobytes())
+        if ids.size == 0:
+            return "new"
+        key = document_hashes(ids, np.zeros(1, np.int64), np.array([ids.size]))[0]
         for split, hashes in self._hashes.items():
             i = np.searchsorted(hashes, key)
             if i < hashes.size and hashes[i] == key:
@@ -375,21 +393,53 @@ class TextStream(Source):
 # ------------------------------------------------------------------ helpers
 
 def _lay_out_documents(text, lines):
-    """tokens = BOS d0 BOS d1 ... BOS (ids of the documents' own vocabulary), starts, lengths, tokenizer."""
-    lengths = lines.ends - lines.starts
-    starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))
-    present = np.zeros(len(text.alphabet), dtype=bool)
-    for lo, hi in _chunks_of_ranges(lengths):
-        present[np.unique(text.ids[concatenated_ranges(lines.starts[lo:hi], lines.ends[lo:hi])])] = True
-    chars = [c for c, used in zip(text.alphabet, present) if used]
-    tokenizer = Tokenizer(chars)
-    lookup = np.cumsum(present) - 1                       # alphabet id -> token id (for characters used)
-    tokens = np.full(int(lengths.sum() + lengths.size + 1), tokenizer.bos,
-                     dtype=np.uint8 if tokenizer.vocab_size <= 256 else np.uint16)
-    for lo, hi in _chunks_of_ranges(lengths):
-        tokens[concatenated_ranges(starts[lo:hi] + 1, starts[lo:hi] + 1 + lengths[lo:hi])] = \
-            lookup[text.ids[concatenated_ranges(lines.starts[lo:hi], lines.ends[lo:hi])]]
-    return tokens, starts, lengths, tokenizer
+    """tokens = BOS d0 BOS d1 ... BOS (in the documents' own vocabulary), starts, lengths, tokenizer.
+
+    The file itself, with every run of characters outside the documents (a newline,
+    stripped spaces, blank lines) replaced by one BOS: a mask and a compaction per
+    chunk of lines, no Python object per character and no index per character.
+    """
+    bos = len(text.alphabet)                                  # a placeholder until the vocabulary is known
+    tokens = np.empty(text.ids.size + 2, dtype=smallest_uint(bos + 1))
+    tokens[0] = bos
+    at, starts, previous_in_doc = 1, np.empty_like(lines.starts), False
+    for lo, hi, first, last in _line_chunks(lines, text.ids.size):
+        edges = np.zeros(hi - lo + 1, dtype=np.int8)
+        edges[lines.starts[first:last] - lo] += 1
+        edges[lines.ends[first:last] - lo] -= 1
+        in_doc = np.cumsum(edges[:-1], dtype=np.int8).astype(bool)
+        before = np.concatenate(([previous_in_doc], in_doc[:-1]))
+        keep = in_doc | before                              # document characters, and the first of each gap
+        kept = np.where(in_doc, text.ids[lo:hi], tokens.dtype.type(bos))[keep]
+        tokens[at:at + kept.size] = kept
+        position = np.cumsum(keep) - 1                      # where each kept character lands, from `at`
+        starts[first:last] = at + position[lines.starts[first:last] - lo] - 1   # the BOS before each document
+        at += kept.size
+        previous_in_doc = bool(in_doc[-1]) if in_doc.size else previous_in_doc
+    if previous_in_doc:                                     # the file ends inside a document: close it
+        tokens[at], at = bos, at + 1
+    tokens = tokens[:at]
+    present = np.zeros(bos + 1, dtype=bool)
+    for lo in range(0, tokens.size, CHUNK_CHARS):
+        present |= np.bincount(tokens[lo:lo + CHUNK_CHARS], minlength=bos + 1) > 0
+    present = present[:bos]
+    tokenizer = Tokenizer([c for c, used in zip(text.alphabet, present) if used])
+    lookup = np.append(np.cumsum(present) - 1, tokenizer.bos).astype(tokens.dtype)   # alphabet id -> token id
+    for lo in range(0, tokens.size, CHUNK_CHARS):
+        tokens[lo:lo + CHUNK_CHARS] = lookup[tokens[lo:lo + CHUNK_CHARS]]
+    return tokens, starts, lines.ends - lines.starts, tokenizer
+
+
+def _line_chunks(lines, size):
+    """(lo, hi, first, last): file positions lo..hi holding exactly the documents first..last-1, in order."""
+    first, lo = 0, 0
+    while lo < size:
+        hi = min(size, lo + CHUNK_CHARS)
+        last = int(np.searchsorted(lines.starts, lines.starts.dtype.type(hi), side="left"))   # same dtype: no copy
+        if last > first and lines.ends[last - 1] > hi:      # never cut a document in two
+            hi = int(lines.ends[last - 1])
+        yield lo, hi, first, last
+        first, lo = last, hi
 
 
 def _absolute(path):
@@ -404,7 +454,39 @@ def concatenated_ranges(starts, ends):
     return offsets + np.arange(lengths.sum())
 
 
-def _chunks_of_ranges(lengths):
+HASH_BASE = np.uint64(0x100000001B3)      # odd, so it has an inverse modulo 2^64
+
+
+def document_hashes(tokens, starts, lengths):
+    """A 64-bit hash of each token run tokens[s : s + length]: Σ_k (x_k + 1)·B^k mod 2^64, k from 0.
+
+    The runs come in order (each starts at or after the end of the one before), as
+    documents do in the token array.
+
+    Computed for all runs at once, a chunk at a time: with a running sum
+    C[i] = Σ_{j<i} (x_j + 1)·B^j over the chunk, a run's hash is (C[e] - C[s])·B^(-s),
+    and NumPy's uint64 arithmetic wraps modulo 2^64 by itself. (Adding 1 makes runs
+    that differ only by trailing zeros differ.)
+    """
+    inverse = np.uint64(pow(int(HASH_BASE), -1, 1 << 64))
+    hashes = np.zeros(starts.size, dtype=np.uint64)
+    for lo, hi in chunks_of_ranges(lengths):
+        origin, stop = int(starts[lo]), int(starts[hi - 1] + lengths[hi - 1])
+        values = tokens[origin:stop].astype(np.uint64) + np.uint64(1)
+        running = np.concatenate((np.zeros(1, np.uint64), np.cumsum(values * _powers(HASH_BASE, stop - origin))))
+        s = starts[lo:hi] - origin
+        hashes[lo:hi] = (running[s + lengths[lo:hi]] - running[s]) * _powers(inverse, stop - origin + 1)[s]
+    return hashes
+
+
+def _powers(base, n):
+    """base^0, base^1, ..., base^(n-1) modulo 2^64."""
+    powers = np.full(n, base, dtype=np.uint64)
+    powers[:1] = 1
+    return np.cumprod(powers)
+
+
+def chunks_of_ranges(lengths):
     """(lo, hi) runs of consecutive ranges holding about CHUNK_CHARS characters each."""
     ends = np.cumsum(lengths)
     lo = 0
@@ -425,10 +507,10 @@ def split_documents(num_docs, val_fraction):
     if num_val >= num_docs:
         raise MicrogptError(f"{num_docs} document(s) cannot be split into training and validation; "
                             f"use more documents, or --val-fraction 0 to train on all of them")
-    order = np.random.default_rng(SPLIT_SEED).permutation(num_docs)
-    val = order[:num_val]
-    train = np.sort(order[num_val:]) if num_val else np.arange(num_docs)
-    return val, train
+    val = np.random.default_rng(SPLIT_SEED).choice(num_docs, size=num_val, replace=False)
+    training = np.ones(num_docs, dtype=bool)
+    training[val] = False
+    return val, _positions(training)
 
 
 @functools.lru_cache(maxsize=4)

@@ -207,3 +207,13 @@ def test_loading_stays_in_bounded_memory(tmp_path, mode, alphabet, limit):
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < limit * os.path.getsize(path), f"{mode}: peak {peak / 1e6:.0f} MB for an 8 MB file"
+
+
+def test_document_hashes_follow_their_formula_and_ignore_where_a_run_sits():
+    from microgpt.data import HASH_BASE, document_hashes
+    tokens = np.array([5, 1, 2, 3, 9, 1, 2, 3, 0, 7], dtype=np.uint8)
+    hashes = document_hashes(tokens, np.array([0, 1, 5, 8]), np.array([1, 3, 3, 2]))
+    def reference(run):
+        return sum((int(x) + 1) * int(HASH_BASE) ** k for k, x in enumerate(run)) % (1 << 64)
+    assert hashes.tolist() == [reference([5]), reference([1, 2, 3]), reference([1, 2, 3]), reference([0, 7])]
+    assert hashes[1] == hashes[2] != hashes[3]

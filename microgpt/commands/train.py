@@ -16,7 +16,7 @@ from dataclasses import fields, replace
 
 from microgpt.backend import BACKENDS, DTYPES, get_backend
 from microgpt.checkpoint import CHECKPOINT_JSON, Checkpoint, load_checkpoint
-from microgpt.cli import non_negative_int, positive_float, positive_int
+from microgpt.cli import float_in, non_negative_float, non_negative_int, positive_float, positive_int
 from microgpt.config import GPTConfig, TrainConfig
 from microgpt.data import load_data
 from microgpt.errors import UsageError
@@ -31,8 +31,8 @@ BUNDLED = {"names.txt": BUNDLED_NAMES, "shakespeare.txt": os.path.join(ASSETS, "
 # The options that define a run: on --resume each must be left out or equal the run's
 # (--steps may grow: that extends the run).
 MODEL_OPTIONS = ("n_embd", "n_head", "n_layer", "block_size")
-TRAIN_OPTIONS = ("steps", "lr", "batch_size", "seed", "warmup", "schedule", "min_lr", "grad_clip",
-                 "weight_decay", "eval_every", "eval_tokens")
+TRAIN_OPTIONS = ("steps", "lr", "batch_size", "seed", "beta1", "beta2", "warmup", "schedule", "min_lr",
+                 "grad_clip", "weight_decay", "eval_every", "eval_tokens")
 DATA_OPTIONS = ("data_mode", "val_fraction")
 EVAL_TOKENS = {"scalar": 256, "numba": 4096}   # forward-only predictions per evaluation sample, by backend
 
@@ -53,7 +53,7 @@ def add_parser(subparsers):
     data.add_argument("--data", dest="data_mode", choices=("auto", "lines", "text"), default=None,
                       help="lines: one document per line; text: one character stream; "
                            "auto (default): decide from the file, and say why")
-    data.add_argument("--val-fraction", type=fraction, default=None, metavar="F",
+    data.add_argument("--val-fraction", type=float_in(0, 0.5), default=None, metavar="F",
                       help="hold out this much for validation, 0 to 0.5: the last part of a text, or a sample "
                            "of the documents (at most 2,000); 0 holds out nothing (default 0.1)")
     model = p.add_argument_group("model (fixed for a run: leave out with --resume)")
@@ -67,6 +67,8 @@ def add_parser(subparsers):
             (opt, TrainConfig, "lr", positive_float, "peak learning rate"),
             (opt, TrainConfig, "batch_size", positive_int, "documents (or text windows) per step"),
             (opt, TrainConfig, "seed", non_negative_int, "seed for the weights, data order and samples"),
+            (opt, TrainConfig, "beta1", float_in(0, 1, include_high=False), "Adam's decay of its running mean of gradients"),
+            (opt, TrainConfig, "beta2", float_in(0, 1, include_high=False), "Adam's decay of its running mean of squared gradients"),
             (opt, TrainConfig, "warmup", non_negative_int, "steps of linear warm-up to the peak lr"),
             (opt, TrainConfig, "min_lr", non_negative_float, "the lr the schedule decays to"),
             (opt, TrainConfig, "grad_clip", non_negative_float,
@@ -108,29 +110,6 @@ def add_parser(subparsers):
                           "(default: at each evaluation)")
     out.add_argument("--quiet", action="store_true", help="no progress bar, no setup or evaluation lines")
     p.set_defaults(run=run_command)
-
-
-def fraction(text):
-    """--val-fraction: a number in [0, 0.5]."""
-    import argparse
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 0.5:
-        raise argparse.ArgumentTypeError(f"{text} is out of range: it must be between 0 and 0.5")
-    return value
-
-
-def non_negative_float(text):
-    import argparse
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < math.inf:
-        raise argparse.ArgumentTypeError(f"{text} is out of range: it must be 0 or more, and finite")
-    return value
 
 
 def run_command(args):
