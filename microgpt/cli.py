@@ -15,7 +15,7 @@ import sys
 
 from microgpt.errors import MicrogptError
 
-COMMANDS = ("train", "sample", "graph", "attention", "gradcheck", "bench")
+COMMANDS = ("train", "sample", "predict", "graph", "attention", "gradcheck", "bench")
 
 
 class ArgumentParser(argparse.ArgumentParser):
