@@ -280,7 +280,7 @@ def cyclic_gc_paused():
 
     A training step makes tens of thousands of Values, and the collector would scan
     them again and again as they pile up (pausing it saved between 11% and 34% of a
-    step at the default config on a shared 2-core machine; docs/the-gpt-on-values.md
+    step at the default config on a shared 2-core machine; docs/02-the-gpt-on-values.md
     has the measurement to run). Nothing in
     the graph refers back to its parents, so there are no reference cycles:
     reference counting alone frees the whole graph when the step ends.

@@ -1,13 +1,19 @@
-"""Plots with matplotlib (Agg backend, files only): the loss curve of a run, attention maps."""
+"""Plots with matplotlib: the loss curve of a run, attention maps, next-token probabilities.
+
+Outside Jupyter the backend is Agg (files only, no windows); in a notebook the inline
+backend stays, so a figure these functions return is drawn in the notebook.
+"""
 
 import math
+import sys
 
 import numpy as np
 
 
 def _pyplot():
     import matplotlib
-    matplotlib.use("Agg")
+    if "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
 
