@@ -93,6 +93,13 @@ def positive_float(text):
     return _number(text, float, "a number", lambda v: v > 0 and v != float("inf"), "positive and finite")
 
 
+def png_path(text):
+    """A file name ending in .png, for the commands that draw with matplotlib."""
+    if not text.lower().endswith(".png"):
+        raise argparse.ArgumentTypeError(f"{text}: give a file name ending in .png")
+    return text
+
+
 def _number(text, kind, kind_name, ok, range_name):
     try:
         value = kind(text)

@@ -10,8 +10,7 @@ from microgpt.checkpoint import load_checkpoint
 from microgpt.predict import NextToken, format_table, next_token_distribution, probabilities
 from microgpt.scalar_gpt import KVCache, ScalarGPT
 from microgpt.viz.plots import prediction_figure
-from tests.runhelpers import assert_clean_error, run_main
-from tests.runhelpers import train as train_cli
+from tests.runhelpers import assert_clean_error, run_main, small_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -19,10 +18,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A tiny trained run: vocabulary 'abehilmoprsv' + BOS (13 tokens), block_size 10."""
-    tmp = tmp_path_factory.mktemp("predict")
-    (tmp / "names.txt").write_text("emma\nolivia\nava\nisabella\nsophia\nmia\namelia\nharper\n")
-    train_cli(tmp / "names.txt", tmp / "run", "--samples", 0, steps=30)
-    return tmp / "run"
+    return small_run(tmp_path_factory.mktemp("predict"))
 
 
 def predict(run_dir, *args):

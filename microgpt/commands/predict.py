@@ -1,8 +1,7 @@
 """`microgpt predict RUN_DIR PROMPT`: the probability of every next character, as a table and a chart."""
 
 from microgpt.backend import BACKENDS
-from microgpt.cli import non_negative_int, positive_float
-from microgpt.errors import UsageError
+from microgpt.cli import non_negative_int, png_path, positive_float
 
 
 def add_parser(subparsers):
@@ -21,7 +20,8 @@ def add_parser(subparsers):
     p.add_argument("--seed", type=non_negative_int, default=42, help="seed for the sampled characters (default 42)")
     p.add_argument("--backend", choices=BACKENDS, default="scalar",
                    help="engine that computes the logits (default scalar)")
-    p.add_argument("--out", default="predict.png", help="the bar chart to write (default predict.png)")
+    p.add_argument("--out", type=png_path, default="predict.png",
+                   help="the bar chart to write (default predict.png)")
     p.set_defaults(run=run)
 
 
@@ -31,8 +31,6 @@ def run(args):
     from microgpt.predict import format_table, next_token_distribution, token_name
     from microgpt.viz.plots import plot_predictions
 
-    if not args.out.lower().endswith(".png"):
-        raise UsageError(f"--out {args.out}: give a file name ending in .png")
     checkpoint = load_checkpoint(args.run_dir)
     tokenizer = checkpoint.tokenizer
     predictions = next_token_distribution(get_backend(args.backend), checkpoint.params, tokenizer,
