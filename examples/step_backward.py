@@ -1,6 +1,6 @@
 """Step through one backward pass of the GPT, node by node. Made to be run under pdb:
 
-    python -m pdb examples/step_backward.py          # the session in docs/debugging.md
+    python -m pdb examples/step_backward.py          # the session in docs/05-debugging-backward.md
     python examples/step_backward.py                 # or just run it and read what it prints
     python examples/step_backward.py --poison        # a NaN weight: find the first bad gradient
 

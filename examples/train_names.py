@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from microgpt.config import GPTConfig, TrainConfig  # noqa: E402
 from microgpt.data import load_data  # noqa: E402
-from microgpt.evaluate import evaluate  # noqa: E402
+from microgpt.evaluation import evaluate  # noqa: E402
 from microgpt.generate import generate_many  # noqa: E402
 from microgpt.optim import Adam  # noqa: E402
 from microgpt.params import Params  # noqa: E402

@@ -15,7 +15,7 @@ import sys
 
 from microgpt.errors import MicrogptError
 
-COMMANDS = ("train", "sample", "eval", "graph", "attention", "gradcheck", "bench")
+COMMANDS = ("train", "sample", "eval", "predict", "graph", "attention", "gradcheck", "bench")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -116,6 +116,13 @@ def float_in(low, high, include_high=True):
         ok = (lambda v: low <= v <= high) if include_high else (lambda v: low <= v < high)
         return _number(text, float, "a number", ok, f"at least {low:g} and {'at most' if include_high else 'below'} {high:g}")
     return parse
+
+
+def png_path(text):
+    """A file name ending in .png, for the commands that draw with matplotlib."""
+    if not text.lower().endswith(".png"):
+        raise argparse.ArgumentTypeError(f"{text}: give a file name ending in .png")
+    return text
 
 
 def _number(text, kind, kind_name, ok, range_name):

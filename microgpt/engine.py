@@ -222,3 +222,12 @@ class Value:
         where = f" in {self.scope}" if self.scope else ""
         kids = f", children={len(self._children)}" if self._children else ""
         return f"Value({self.name}{where}, data={self.data:.6g}, grad={self.grad:.6g}{kids})"
+
+
+def creation_mark():
+    """A number above the creation number of every Value made so far, and below every one made later.
+
+    Marks where a stretch of computation begins (a position of a document, say), so
+    that a drawing can tell the Values made before it from those made after.
+    """
+    return next(_creation_counter)

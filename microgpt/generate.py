@@ -12,19 +12,28 @@ import numpy as np
 from microgpt.errors import MicrogptError, UsageError
 
 
-def sample_next(logits, rng, temperature=1.0, top_k=None):
-    """Draw a token id from softmax(logits / temperature), keeping only the top_k most likely."""
+def next_token_probs(logits, temperature=1.0, top_k=None):
+    """softmax(logits / temperature) as float64, over only the top_k most likely tokens (the rest get 0).
+
+    The largest logit is subtracted first, so that exp cannot overflow whatever the
+    temperature; a broken model's non-finite logits are an error, not a distribution.
+    """
     logits = np.asarray(logits, dtype=np.float64)
     if not np.isfinite(logits).all():
         raise MicrogptError("the model's predictions are not finite numbers, so there is nothing to sample: "
                             "this checkpoint is broken (its weights grew too large); train again with a lower --lr")
     with np.errstate(over="ignore"):   # a tiny temperature sends the rest to -inf: exactly what it means
-        logits = (logits - logits.max()) / temperature  # shift first: it cannot overflow to inf - inf
-    if top_k is not None and top_k < logits.size:
-        cutoff = np.partition(logits, -top_k)[-top_k]
-        logits = np.where(logits >= cutoff, logits, -np.inf)
-    probs = np.exp(logits - logits.max())
-    probs /= probs.sum()
+        scaled = (logits - logits.max()) / temperature
+    if top_k is not None and top_k < scaled.size:
+        cutoff = np.partition(scaled, -top_k)[-top_k]
+        scaled = np.where(scaled >= cutoff, scaled, -np.inf)
+    probs = np.exp(scaled - scaled.max())
+    return probs / probs.sum()
+
+
+def sample_next(logits, rng, temperature=1.0, top_k=None):
+    """Draw a token id from softmax(logits / temperature), keeping only the top_k most likely."""
+    probs = next_token_probs(logits, temperature, top_k)
     return int(rng.choice(probs.size, p=probs))
 
 

@@ -38,7 +38,7 @@ import numpy as np
 from microgpt.baselines import baseline_losses
 from microgpt.checkpoint import BEST, CHECKPOINT_JSON, atomic_write, save_checkpoint
 from microgpt.errors import MicrogptError, UsageError
-from microgpt.evaluate import evaluate
+from microgpt.evaluation import evaluate
 from microgpt.runlog import EVAL_COLUMNS, STEP_COLUMNS, open_log, read_log
 from microgpt.train import Diverged, train_steps
 
@@ -281,9 +281,14 @@ class _Trainer:
 
     def _show(self, result):
         self.smoothed = result.loss if not self.outcome.results[:-1] else 0.95 * self.smoothed + 0.05 * result.loss
-        val = f" · val {self.outcome.evaluations[-1].val_loss:.4f}" if self.outcome.evaluations else ""
-        self.bar.set_postfix_str(f"loss {self.smoothed:.4f}{val}", refresh=False)
+        self._postfix()
         self.bar.update(1)
+
+    def _postfix(self):
+        """The progress bar's text: the smoothed training loss, and the last validation loss."""
+        loss = f"loss {self.smoothed:.4f}" if self.outcome.results else ""
+        val = f" · val {self.outcome.evaluations[-1].val_loss:.4f}" if self.outcome.evaluations else ""
+        self.bar.set_postfix_str((loss + val).strip(" ·"), refresh=False)
 
     def _evaluate(self, evals, started):
         """Measure both samples, log them, keep the best checkpoint, and say so (with samples if due)."""
@@ -299,6 +304,7 @@ class _Trainer:
             self.best = evaluation
             run.metrics = {"train_loss": train_loss, "val_loss": val_loss}
             save_checkpoint(self.directory.best, run)
+        self._postfix()
         line = f"step {run.step}: train {train_loss:.4f} · val {val_loss:.4f}{' (best)' if improved else ''}"
         if self._sampling_now():
             line += f" · {self._samples_text()}"

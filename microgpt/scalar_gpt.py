@@ -19,6 +19,8 @@ n-ary `sum`/`dot` nodes: same numbers, many more nodes (for teaching and benchma
 To look inside one forward pass, set `model.recorder` to a callable (see
 `microgpt.viz.capture`): the model hands it every intermediate it names with
 `self.record(...)`. With no recorder (training), each of those calls returns at once.
+`ROLES` says what each recorded name is, so a drawing can label the values by it
+(`microgpt.viz.graph.label_roles`): naming costs nothing while training.
 """
 
 import contextlib
@@ -32,6 +34,36 @@ from microgpt.engine import Value, name_scope
 from microgpt.params import Params
 
 RMSNORM_EPS = 1e-5
+
+# What each name passed to `record` is, in the words of the math (drawings label values by it).
+ROLES = {
+    "out": "x (residual stream)",              # after the embedding, and after each residual add
+    "rmsnorm.mean_square": "mean(x²)",
+    "rmsnorm.scale": "1/rms",
+    "rmsnorm.out": "x/rms",
+    "q": "q", "k": "k", "v": "v",
+    "scale": "1/√head_dim",
+    "scores": "q·k",
+    "scaled": "q·k/√head_dim",
+    "softmax.shift": "−max (softmax shift)",
+    "softmax.shifted": "score − max",
+    "softmax.exp": "exp",
+    "softmax.total": "Σ exp (normaliser)",
+    "softmax.inv_total": "1/Σ exp",
+    "weights": "attention weight",
+    "heads": "head output",
+    "proj": "attn_wo · heads",
+    "fc1": "fc1 (pre-activation)",
+    "relu": "relu",
+    "fc2": "mlp_fc2 · relu",
+    "logits": "logit",
+    "loss.shift": "−max (softmax shift)",
+    "loss.shifted": "logit − max",
+    "loss.total": "Σ exp (normaliser)",
+    "loss.log_total": "log Σ exp",
+    "loss.value": "−log p(target)",
+    "loss.mean": "mean loss",
+}
 
 
 def atomic_sum(xs):
@@ -92,16 +124,34 @@ class ScalarGPT:
         """x / sqrt(mean(x²) + eps), with no learned weights."""
         mean_square = self.dot(x, x) * (1.0 / len(x))
         scale = (mean_square + RMSNORM_EPS) ** -0.5
+        out = [xi * scale for xi in x]
         self.record("rmsnorm.mean_square", [mean_square])
         self.record("rmsnorm.scale", [scale])
-        return [xi * scale for xi in x]
+        self.record("rmsnorm.out", out)
+        return out
 
     def softmax(self, logits):
         """exp(l_i - max) / Σ_j exp(l_j - max); the max is a constant that only prevents overflow."""
-        top = max(l.data for l in logits)
-        exps = [(l - top).exp() for l in logits]
-        inv_total = self.sum(exps) ** -1
+        shift = Value(-max(l.data for l in logits))  # one constant leaf: a shift changes no weight
+        shifted = [l + shift for l in logits]
+        exps = [s.exp() for s in shifted]
+        total = self.sum(exps)
+        inv_total = total ** -1
+        self.record("softmax.shift", [shift])
+        self.record("softmax.shifted", shifted)
+        self.record("softmax.exp", exps)
+        self.record("softmax.total", [total])
+        self.record("softmax.inv_total", [inv_total])
         return [e * inv_total for e in exps]
+
+    def residual_add(self, x, branch):
+        """x + branch, element by element: the skip connection around a sub-layer.
+
+        Made in its own scope ("layer0.attn.residual") so that a drawing shows the
+        residual stream x bypassing the sub-layer.
+        """
+        with name_scope("residual"):
+            return [a + b for a, b in zip(x, branch)]
 
     def attention(self, x, layer, cache):
         """Causal multi-head self-attention of the newest position over the cache. (C,) -> (C,)"""
@@ -112,19 +162,25 @@ class ScalarGPT:
         self.record("q", q)
         self.record("k", cache.keys[layer][-1])
         self.record("v", cache.values[layer][-1])
-        scale = 1.0 / math.sqrt(hd)
         heads_out = []
         for h in range(self.config.n_head):
             with name_scope(f"head{h}"):
                 lo, hi = h * hd, (h + 1) * hd
                 q_h = q[lo:hi]
-                logits = [self.dot(q_h, k[lo:hi]) * scale for k in cache.keys[layer]]
-                weights = self.softmax(logits)                       # (t,)
+                scale = Value(1.0 / math.sqrt(hd))                   # one constant leaf per head
+                scores = [self.dot(q_h, k[lo:hi]) for k in cache.keys[layer]]   # (t,)
+                scaled = [score * scale for score in scores]
+                self.record("scale", [scale])
+                self.record("scores", scores)
+                self.record("scaled", scaled)
+                weights = self.softmax(scaled)                       # (t,)
                 self.record("weights", weights)
                 for j in range(lo, hi):
                     heads_out.append(self.dot(weights, [v[j] for v in cache.values[layer]]))
         self.record("heads", heads_out)
-        return self.linear(heads_out, self.w[f"layer{layer}.attn_wo"])
+        out = self.linear(heads_out, self.w[f"layer{layer}.attn_wo"])
+        self.record("proj", out)
+        return out
 
     def mlp(self, x, layer):
         """W2·relu(W1·x): (C,) -> (4C,) -> (C,)"""
@@ -132,7 +188,9 @@ class ScalarGPT:
         hidden = [h.relu() for h in pre_activation]
         self.record("fc1", pre_activation)
         self.record("relu", hidden)
-        return self.linear(hidden, self.w[f"layer{layer}.mlp_fc2"])
+        out = self.linear(hidden, self.w[f"layer{layer}.mlp_fc2"])
+        self.record("fc2", out)
+        return out
 
     # ------------------------------------------------------------------- model
 
@@ -144,10 +202,10 @@ class ScalarGPT:
             self.record("out", x)
         for layer in range(self.config.n_layer):
             with name_scope(f"layer{layer}.attn"):
-                x = [a + b for a, b in zip(x, self.attention(self.rmsnorm(x), layer, cache))]
+                x = self.residual_add(x, self.attention(self.rmsnorm(x), layer, cache))
                 self.record("out", x)  # the residual stream after this sub-layer
             with name_scope(f"layer{layer}.mlp"):
-                x = [a + b for a, b in zip(x, self.mlp(self.rmsnorm(x), layer))]
+                x = self.residual_add(x, self.mlp(self.rmsnorm(x), layer))
                 self.record("out", x)
         with name_scope("lm_head"):
             logits = self.linear(x, self.w["lm_head"])
@@ -156,10 +214,17 @@ class ScalarGPT:
 
     def cross_entropy(self, logits, target):
         """-log softmax(logits)[target] = log Σ_j exp(l_j - max) - (l_target - max)."""
-        top = max(l.data for l in logits)
-        shifted = [l - top for l in logits]
-        log_total = self.sum([s.exp() for s in shifted]).log()
-        return log_total - shifted[target]
+        shift = Value(-max(l.data for l in logits))
+        shifted = [l + shift for l in logits]
+        total = self.sum([s.exp() for s in shifted])
+        log_total = total.log()
+        loss = log_total - shifted[target]
+        self.record("loss.shift", [shift])
+        self.record("loss.shifted", shifted)
+        self.record("loss.total", [total])
+        self.record("loss.log_total", [log_total])
+        self.record("loss.value", [loss])
+        return loss
 
     def document_losses(self, tokens):
         """The cross-entropy of each next-token prediction in one document, a list of Values."""
@@ -175,7 +240,9 @@ class ScalarGPT:
         """Mean cross-entropy over every target token of a batch (a list of token lists)."""
         losses = [l for tokens in batch for l in self.document_losses(tokens)]
         with name_scope("loss"):
-            return self.sum(losses) * (1.0 / len(losses))
+            mean = self.sum(losses) * (1.0 / len(losses))
+            self.record("loss.mean", [mean])
+            return mean
 
     def param_grads(self):
         """The leaves' gradients as one flat float64 vector, laid out like `Params.flat`."""
@@ -216,7 +283,9 @@ def cyclic_gc_paused():
     """Pause Python's cyclic garbage collector inside the block.
 
     A training step makes tens of thousands of Values, and the collector would scan
-    them again and again as they pile up (it costs about half the step). Nothing in
+    them again and again as they pile up (pausing it saved between 11% and 34% of a
+    step at the default config on a shared 2-core machine; docs/02-the-gpt-on-values.md
+    has the measurement to run). Nothing in
     the graph refers back to its parents, so there are no reference cycles:
     reference counting alone frees the whole graph when the step ends.
     """

@@ -28,6 +28,16 @@ def train(data, out, *extra, steps=20):
     return stdout
 
 
+SMALL_NAMES = "emma\nolivia\nava\nisabella\nsophia\nmia\namelia\nharper\n"  # vocabulary abehilmoprsv + BOS
+
+
+def small_run(directory, samples=0):
+    """A run of 30 tiny steps on SMALL_NAMES in directory/run (the file is directory/names.txt)."""
+    (directory / "names.txt").write_text(SMALL_NAMES)
+    train(directory / "names.txt", directory / "run", "--samples", samples, steps=30)
+    return directory / "run"
+
+
 def assert_clean_error(code, stderr, command="train", exit_code=None):
     """One line on stderr, `microgpt CMD: error: ...`, a non-zero exit, no traceback, no bug report."""
     assert code != 0

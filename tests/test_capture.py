@@ -100,3 +100,21 @@ def test_too_many_tokens_is_an_error(tiny_params, tiny_config):
 
 def test_training_path_has_no_recorder(tiny_params):
     assert ScalarGPT(tiny_params).recorder is None
+
+
+def test_the_pieces_drawings_name_are_the_right_numbers(capture, tiny_params, tiny_config):
+    """scores = q·k, scaled = q·k/√HS, proj = attn_wo · heads, fc2 = mlp_fc2 · relu: what ROLES says they are."""
+    hd, T = tiny_config.head_dim, len(TOKENS)
+    lower = np.tril_indices(T)
+    q, k = capture["layer0.attn.q"], capture["layer0.attn.k"]
+    for h in range(tiny_config.n_head):
+        cols = slice(h * hd, (h + 1) * hd)
+        scores = q[:, cols] @ k[:, cols].T
+        np.testing.assert_allclose(capture[f"layer0.attn.head{h}.scores"][lower], scores[lower], rtol=1e-12)
+        np.testing.assert_allclose(capture[f"layer0.attn.head{h}.scaled"][lower], scores[lower] / np.sqrt(hd),
+                                   rtol=1e-12)
+        assert (capture[f"layer0.attn.head{h}.softmax.shifted"][lower].reshape(-1) <= 0).all()
+    np.testing.assert_allclose(capture["layer0.attn.proj"],
+                               capture["layer0.attn.heads"] @ tiny_params["layer0.attn_wo"].T, rtol=1e-12)
+    np.testing.assert_allclose(capture["layer0.mlp.fc2"],
+                               capture["layer0.mlp.relu"] @ tiny_params["layer0.mlp_fc2"].T, rtol=1e-12, atol=1e-15)

@@ -1,19 +1,20 @@
-"""Backward, step by step: backward_steps agrees with backward, and docs/debugging.md is true."""
+"""Backward, step by step: backward_steps agrees with backward, and docs/05-debugging-backward.md is true."""
 
 import math
 import os
-import re
 import subprocess
 import sys
 
 import pytest
+from sybil import Document
+from sybil.parsers.markdown.lexers import FencedCodeBlockLexer
 
 from microgpt.engine import Value
 from microgpt.scalar_gpt import ScalarGPT
 
 from tests.conftest import REPO_ROOT
 
-GUIDE = os.path.join(REPO_ROOT, "docs", "debugging.md")
+GUIDE = os.path.join(REPO_ROOT, "docs", "05-debugging-backward.md")
 
 
 def tiny_loss(params):
@@ -61,15 +62,15 @@ def test_repr_says_what_a_node_is():
     assert repr(y) == "Value(relu, data=2, grad=1, children=1)"
 
 
-# ------------------------------------------------- the pdb sessions of docs/debugging.md
+# ----------------------------------------- the pdb sessions of docs/05-debugging-backward.md
 
 def guide_sessions():
-    """[(argv, commands, expected output lines)] from each ```pdb block of the guide."""
+    """[(argv, commands, expected output lines)] from each ```pdb block of the guide (found by sybil's lexer)."""
     with open(GUIDE, encoding="utf-8") as f:
-        text = f.read()
+        document = Document(f.read(), GUIDE)
     sessions = []
-    for block in re.findall(r"```pdb\n(.*?)```", text, flags=re.S):
-        lines = block.strip().splitlines()
+    for region in FencedCodeBlockLexer("pdb")(document):
+        lines = str(region.lexemes["source"]).strip().splitlines()
         if lines[0].startswith("$ "):
             sessions.append((lines[0][2:].split()[4:], [], []))
             lines = lines[1:]

@@ -6,16 +6,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from microgpt.generate import sample_next
-from tests.runhelpers import assert_clean_error, run_main
+from tests.runhelpers import assert_clean_error, run_main, small_run
 from tests.runhelpers import train as train_cli
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("sample")
-    (tmp / "names.txt").write_text("emma\nolivia\nava\nisabella\nsophia\nmia\namelia\nharper\n")
-    train_cli(tmp / "names.txt", tmp / "run", "--samples", 5, steps=30)
-    return tmp / "run"
+    return small_run(tmp_path_factory.mktemp("sample"), samples=5)
 
 
 def sample(run_dir, *args):

@@ -5,7 +5,7 @@ import pytest
 
 from microgpt.checkpoint import load_checkpoint
 from microgpt.data import load_data
-from microgpt.evaluate import evaluate
+from microgpt.evaluation import evaluate
 from microgpt.optim import learning_rate
 from microgpt.runlog import read_log
 from microgpt.scalar_gpt import ScalarBackend

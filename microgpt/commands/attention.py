@@ -1,6 +1,6 @@
 """`microgpt attention RUN_DIR NAME --out FILE.png`: where each head looks, for one name."""
 
-from microgpt.errors import UsageError
+from microgpt.cli import png_path
 
 
 def add_parser(subparsers):
@@ -11,7 +11,7 @@ def add_parser(subparsers):
                     "the characters). Also prints how many MLP units stayed off (dead ReLUs).")
     p.add_argument("run_dir", help="a run directory written by `microgpt train`")
     p.add_argument("name", help="the text to feed the model, e.g. emma")
-    p.add_argument("--out", default="attention.png", help="the PNG to write (default attention.png)")
+    p.add_argument("--out", type=png_path, default="attention.png", help="the PNG to write (default attention.png)")
     p.set_defaults(run=run)
 
 
@@ -20,8 +20,6 @@ def run(args):
     from microgpt.viz.capture import capture_forward
     from microgpt.viz.plots import plot_attention
 
-    if not args.out.lower().endswith(".png"):
-        raise UsageError(f"--out {args.out}: give a file name ending in .png")
     checkpoint = load_checkpoint(args.run_dir)
     tokenizer, config = checkpoint.tokenizer, checkpoint.params.config
     inputs = tokenizer.document(args.name, config.block_size)[:-1]  # the last token is only a target

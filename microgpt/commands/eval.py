@@ -2,7 +2,8 @@
 
 Measures the loss of the run's model (latest checkpoint, or --best) on its whole
 validation split, or on any text file read the way the run reads its data, and
-prints it three ways: nats, perplexity, and bits per character.
+prints it three ways: nats, perplexity, and bits per character; on the validation
+split, beside the yardsticks (uniform, unigram, bigram) on the same predictions.
 """
 
 from microgpt.backend import BACKENDS, DTYPES, get_backend
@@ -31,7 +32,7 @@ def run(args):
     from microgpt.checkpoint import load_checkpoint
     from microgpt.commands.train import find_data, shown_path
     from microgpt.data import load_data
-    from microgpt.evaluate import bits_per_token, evaluate, perplexity
+    from microgpt.evaluation import bits_per_token, evaluate, perplexity
 
     checkpoint = load_checkpoint(best_or_latest(args.run_dir, args.best))
     spec, config = checkpoint.data, checkpoint.params.config
@@ -56,4 +57,9 @@ def run(args):
     unit = "character" if data.mode == "text" else "token"
     print(f"{args.run_dir} (step {checkpoint.step}) on {where}: {predictions:,} predictions")
     print(f"loss {loss:.4f} nats · perplexity {perplexity(loss):.3f} · {bits_per_token(loss):.4f} bits per {unit}")
+    if split == "val":
+        from microgpt.baselines import baseline_losses
+        b = baseline_losses(data, sequences)
+        print(f"yardsticks on the same predictions: uniform {b['uniform']:.4f} · unigram {b['unigram']:.4f} · "
+              f"bigram {b['bigram']:.4f}")
     return 0

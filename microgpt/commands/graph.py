@@ -1,7 +1,12 @@
-"""`microgpt graph [expression|neuron|token|document] --out FILE.svg`: draw a computation graph."""
+"""`microgpt graph [expression|neuron|token|document] --out FILE.svg`: draw a computation graph.
+
+A document is drawn one page per position (FILE-pos0.svg, FILE-pos1.svg, ...): each
+page draws that prediction and folds the other positions into one box each.
+"""
 
 import os
 import time
+from dataclasses import dataclass, field
 
 from microgpt.cli import positive_int
 from microgpt.errors import MicrogptError, UsageError
@@ -21,7 +26,8 @@ def add_parser(subparsers):
     p.add_argument("subject", nargs="?", choices=SUBJECTS, default="token",
                    help="what to draw (default token: one token through the model and its loss)")
     p.add_argument("--out", required=True,
-                   help="output file; its extension picks the format: .svg, .png, .pdf or .dot (source only)")
+                   help="output file; its extension picks the format: .svg, .png, .pdf or .dot (source only); "
+                        "a document writes one file per position, named FILE-pos0.svg, FILE-pos1.svg, ...")
     p.add_argument("--run-dir", metavar="RUN_DIR",
                    help="draw the model of this `train` run directory (default: a fresh model, seed 42)")
     p.add_argument("--text", default="emma", help="the document for token/document (default emma)")
@@ -37,18 +43,30 @@ def add_parser(subparsers):
 
 def run(args):
     fmt = output_format(args.out)
-    root, title = build(args)
+    subject = build(args)
     from microgpt.viz.graph import draw_graph
 
-    try:
-        graph = draw_graph(root, budget=args.budget, expand=args.expand,
-                           color_by_grad=args.grad_colors, title=title)
-    except ValueError as e:
-        raise UsageError(f"--expand: {e}") from None
-    start = time.perf_counter()
-    write(graph, args.out, fmt)
-    print(f"wrote {args.out} (rendered in {time.perf_counter() - start:.2f} s): {title}")
+    options = dict(budget=args.budget, expand=args.expand, color_by_grad=args.grad_colors,
+                   title=subject.title, tensors=subject.tensors)
+    pages = [(args.out, {})] if not subject.positions else [
+        (page_path(args.out, p) if len(subject.pages) > 1 else args.out,
+         {"positions": subject.positions, "focus": p}) for p in subject.pages]
+    for path, where in pages:
+        try:
+            graph = draw_graph(subject.root, **options, **where)
+        except ValueError as e:
+            raise UsageError(f"--expand: {e}") from None
+        start = time.perf_counter()
+        write(graph, path, fmt)
+        print(f"wrote {path} (rendered in {time.perf_counter() - start:.2f} s): {subject.title}"
+              + (f" [position {where['focus']}]" if len(pages) > 1 else ""))
     return 0
+
+
+def page_path(path, position):
+    """graph.svg -> graph-pos3.svg"""
+    stem, ext = os.path.splitext(path)
+    return f"{stem}-pos{position}{ext}"
 
 
 def output_format(path):
@@ -58,28 +76,45 @@ def output_format(path):
     return fmt
 
 
+@dataclass
+class Subject:
+    """What to draw: a root after backward, a title, and for the GPT how to page and label it."""
+
+    root: object
+    title: str
+    tensors: dict = None                            # parameter shapes and row names, for the boxes
+    positions: list = field(default_factory=list)   # [(creation mark, name)] of each position
+    pages: list = field(default_factory=list)       # which positions get a page
+
+
 def build(args):
-    """(root Value after backward, a title line) for the chosen subject."""
+    """The `Subject` chosen on the command line, its gradients filled in."""
     from microgpt.viz import subjects
 
     if args.subject == "expression":
-        return subjects.expression(), "L = (a·b + c)·f"
+        return Subject(subjects.expression(), "L = (a·b + c)·f")
     if args.subject == "neuron":
-        return subjects.neuron(), "o = tanh(x1·w1 + x2·w2 + b)"
+        return Subject(subjects.neuron(), "o = tanh(x1·w1 + x2·w2 + b)")
     model, tokenizer = subjects.trained_model(args.run_dir) if args.run_dir else subjects.fresh_model()
     tokens = tokenizer.document(args.text, model.config.block_size)
     source = args.run_dir or "a fresh model (seed 42)"
+    name = lambda t: tokenizer.decode([t]) or "BOS"
+    marks = []
     if args.subject == "document":
-        loss = subjects.document_loss(model, tokens)
-        return loss, f"loss of the document {args.text!r}, {len(tokens) - 1} predictions, {source}: {loss.data:.4f}"
-    try:
-        loss = subjects.token_loss(model, tokens, args.pos)
-    except ValueError as e:
-        raise UsageError(f"--pos: {e}") from None
-    seen = tokenizer.decode(tokens[:args.pos + 1]) or "BOS"
-    target = tokenizer.decode([tokens[args.pos + 1]]) or "BOS"
-    return loss, (f"loss of predicting {target!r} after {seen!r} (position {args.pos} of {args.text!r}), "
-                  f"{source}: {loss.data:.4f}")
+        loss = subjects.document_loss(model, tokens, marks)
+        title = f"loss of the document {args.text!r}, {len(tokens) - 1} predictions, {source}: {loss.data:.4f}"
+        pages = list(range(len(marks)))
+    else:
+        try:
+            loss = subjects.token_loss(model, tokens, args.pos, marks)
+        except ValueError as e:
+            raise UsageError(f"--pos: {e}") from None
+        seen = tokenizer.decode(tokens[:args.pos + 1]) or "BOS"
+        title = (f"loss of predicting {name(tokens[args.pos + 1])!r} after {seen!r} (position {args.pos} of "
+                 f"{args.text!r}), {source}: {loss.data:.4f}")
+        pages = [args.pos]
+    positions = [(mark, f"{name(tokens[p])} → {name(tokens[p + 1])}") for p, mark in enumerate(marks)]
+    return Subject(loss, title, subjects.tensor_info(model, tokenizer), positions, pages)
 
 
 def write(graph, path, fmt):

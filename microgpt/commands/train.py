@@ -125,7 +125,7 @@ def run_command(args):
         options = RunOptions(stop_step=args.stop_after, save_every=args.save_every,
                              sample_every=0 if args.quiet else sample_every(args, run),
                              temperature=args.temperature, progress=not args.quiet)
-        outcome = train_run(backend, run, data, directory, options)
+        outcome = train_run(backend, run, data, directory, options, say=quiet if args.quiet else print)
         resume_hint = f"python -m microgpt train --resume {shlex.quote(directory.path)}"
         if outcome.status == "interrupted":
             print(f"\ninterrupted by {signal_name(outcome.signal)}: saved the checkpoint of step {outcome.step} of "
@@ -274,6 +274,10 @@ def check_stop_after(stop_after, step):
                          f"give a later step")
 
 
+def quiet(line):
+    """What --quiet prints of the lines a run reports while it trains: nothing."""
+
+
 def sample_every(args, run):
     """--sample-every, or by default at each evaluation (never when nothing is evaluated)."""
     return run.train_config.eval_every if args.sample_every is None else args.sample_every
@@ -327,7 +331,7 @@ def note_cut_documents(data):
 
 def report(args, outcome, run, data, run_dir, backend, resume_hint):
     """What a run that stopped normally prints: losses against the yardsticks, and samples or how to continue."""
-    from microgpt.evaluate import perplexity
+    from microgpt.evaluation import perplexity
     from microgpt.generate import default_prompt, generate_many
 
     tail = outcome.results[-100:]

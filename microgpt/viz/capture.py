@@ -12,11 +12,16 @@ Names are the model's name scopes plus what was recorded there
     embed.out                      residual stream after the embedding (and its rmsnorm)  (T, C)
     <scope>.rmsnorm.mean_square    mean(x²) of the rmsnorm input, one per position        (T, 1)
     <scope>.rmsnorm.scale          1/sqrt(mean(x²) + eps), what x is multiplied by        (T, 1)
+    <scope>.rmsnorm.out            the normalised x                                       (T, C)
     layer{i}.attn.q / .k / .v      queries, keys, values                                  (T, C)
+    layer{i}.attn.head{h}.scores   q·k for the positions seen so far (.scaled: / √HS)     (T, T)
+    layer{i}.attn.head{h}.softmax.*  shift, shifted, exp, total, inv_total: the softmax's pieces
     layer{i}.attn.head{h}.weights  softmax over the positions seen so far                 (T, T)
     layer{i}.attn.heads            the heads' outputs, concatenated, before attn_wo       (T, C)
+    layer{i}.attn.proj             attn_wo · heads, the branch added to the stream        (T, C)
     layer{i}.attn.out              residual stream after attention                        (T, C)
     layer{i}.mlp.fc1 / .relu       MLP pre-activations and activations                    (T, 4C)
+    layer{i}.mlp.fc2               mlp_fc2 · relu, the branch added to the stream         (T, C)
     layer{i}.mlp.out               residual stream after the MLP                          (T, C)
     lm_head.logits                 the logits for the next token                          (T, V)
 

@@ -7,23 +7,36 @@ Small graphs are drawn whole, the picture micrograd's users know:
 
 A GPT is thousands of values per token, far more than Graphviz lays out in
 seconds, so nodes are grouped by where they were made: activations by their name
-scope (`embed`, `layer0.attn`, `layer0.attn.head2`, `layer0.mlp`, `lm_head`,
-`loss`), parameters by their tensor (`layer0.attn_wq`). If the whole graph fits
-in `budget` values it is drawn whole; otherwise every group is folded into one box
-that says how many values it holds, except the scopes named in `expand`. Scopes
-become nested clusters, and a note at the top of the picture says what was folded.
+scope (`embed`, `layer0.attn`, `layer0.attn.head2`, `layer0.attn.residual`,
+`layer0.mlp`, `lm_head`, `loss`), parameters by their tensor (`layer0.attn_wq`).
+If the whole graph fits in `budget` values it is drawn whole; otherwise every group
+is folded into one box that says how many values it holds (a parameter box: which
+rows of which table), except the scopes named in `expand`. Scopes become nested
+clusters; the residual stream (the embedding and every residual add) is drawn with
+thick edges, so the skip connections show even when everything is folded. A note
+and a legend at the top say what was folded and how to read the picture.
+
+A graph that spans several positions of a document can be drawn one position at a
+time (`draw_pages`): each page draws one position's values and folds every other
+position into a single box, so a page stays a readable size however long the text.
 
 The result is a `graphviz.Digraph`: `.pipe("svg")`, `.render(...)`, or leave it as
 the last expression of a Jupyter cell to see it inline.
 """
 
+import bisect
+import html
 import math
 from collections import Counter, defaultdict
 
-DEFAULT_BUDGET = 250  # values drawn one by one; a GPT token graph at this size lays out in about a second
+DEFAULT_BUDGET = 120  # values drawn one by one: a page stays a few screens big and lays out in about a second
+
+PARAM_FILL, SCOPE_FILL, POSITION_FILL = "lightblue", "lightgrey", "wheat"
+STREAM_PENWIDTH = "2.5"
 
 
-def draw_graph(roots, budget=DEFAULT_BUDGET, expand=(), color_by_grad=False, title=""):
+def draw_graph(roots, budget=DEFAULT_BUDGET, expand=(), color_by_grad=False, title="",
+               tensors=None, positions=None, focus=None):
     """A `graphviz.Digraph` of everything `roots` (a Value or a list of Values) depends on.
 
     budget         the most values drawn one by one; the rest are folded into boxes
@@ -33,18 +46,22 @@ def draw_graph(roots, budget=DEFAULT_BUDGET, expand=(), color_by_grad=False, tit
     color_by_grad  fill each value by |grad| on a log scale (pale yellow small, dark red large);
                    a folded box by the largest |grad| it holds; non-finite gradients in violet
     title          a first line for the note at the top
+    tensors        {name: (shape, row names or None)} of the parameter tensors, so a folded
+                   parameter box can say "rows e, BOS of 27×16" (see `subjects.tensor_info`)
+    positions      [(creation mark, name)] where each position of a document begins
+                   (`subjects.document_loss(..., marks=...)`), and
+    focus          the index of the position to draw: every other position folds into one box
     """
     import graphviz
 
     nodes = reachable(roots)
-    groups = group_nodes(nodes)
-    opened = choose_open(nodes, groups, budget, expand)
+    groups = group_nodes(nodes, positions, focus)
+    opened = choose_open(groups, budget, expand)
     shade = grad_shader(nodes) if color_by_grad else None
     unit = {}  # node -> the id it is drawn as: its own record, or its group's box
     for index, (key, members) in enumerate(groups.items()):
-        box = f"group{index}"
         for node in members:
-            unit[node] = f"v{node._id}" if node in opened else box
+            unit[node] = f"v{node._id}" if node in opened else f"group{index}"
 
     dot = graphviz.Digraph(graph_attr={"rankdir": "LR", "labelloc": "t", "labeljust": "l",
                                        "fontsize": "12", "nodesep": "0.15", "ranksep": "0.3"},
@@ -56,14 +73,23 @@ def draw_graph(roots, budget=DEFAULT_BUDGET, expand=(), color_by_grad=False, tit
         for node in shown:
             clusters.add(node.scope, value_node_statements(node, shade))
         if folded:
-            parent = "" if key.is_param else key.parent
-            clusters.add(parent, [(unit[folded[0]], box_label(key, folded, partly=bool(shown)),
-                                   box_attrs(key, folded, shade))])
+            clusters.add(key.cluster, [(unit[folded[0]], box_label(key, folded, bool(shown), tensors),
+                                        box_attrs(key, folded, shade))])
     clusters.emit(dot)
+    stream = {unit[node] for key, members in groups.items() if key.is_stream for node in members}
+    elsewhere = {unit[node] for key, members in groups.items() if key.kind == "position" for node in members}
+    params = {unit[node] for key, members in groups.items() if key.is_param for node in members}
     for src, dst in edges(nodes, unit, opened):
-        dot.edge(src, dst)
-    dot.attr(label=note(title, nodes, opened, groups, budget, color_by_grad))
+        if dst in elsewhere and (src in elsewhere or src in params):
+            continue  # how the other positions are computed is their own page's story
+        dot.edge(src, dst, **({"penwidth": STREAM_PENWIDTH} if src in stream else {}))
+    dot.attr(label=note(title, nodes, opened, groups, budget, shade))
     return dot
+
+
+def draw_pages(roots, positions, **options):
+    """One `draw_graph` per position of `positions`, each drawing that position and folding the rest."""
+    return [draw_graph(roots, positions=positions, focus=index, **options) for index in range(len(positions))]
 
 
 # ------------------------------------------------------------ which nodes, which groups
@@ -81,59 +107,123 @@ def reachable(roots):
 
 
 class GroupKey:
-    """Where a node was made: a name scope ("layer0.attn.head2") or a parameter tensor ("lm_head")."""
+    """Where a node was made: a name scope ("layer0.attn.head2"), a parameter tensor ("lm_head"),
+    or, on a page of `draw_pages`, another position ("position 3")."""
 
-    __slots__ = ("name", "is_param")
+    __slots__ = ("name", "kind")
 
-    def __init__(self, name, is_param):
-        self.name, self.is_param = name, is_param
+    def __init__(self, name, kind):
+        self.name, self.kind = name, kind   # kind: "scope", "param" or "position"
 
     def __eq__(self, other):
-        return (self.name, self.is_param) == (other.name, other.is_param)
+        return (self.name, self.kind) == (other.name, other.kind)
 
     def __hash__(self):
-        return hash((self.name, self.is_param))
+        return hash((self.name, self.kind))
+
+    @property
+    def is_param(self):
+        return self.kind == "param"
+
+    @property
+    def is_stream(self):
+        """The GPT's residual stream x: the embedding and every residual add."""
+        return self.kind == "scope" and (self.name == "embed" or self.name.endswith(".residual"))
 
     @property
     def parent(self):
         """The scope around this one: "layer0.attn" for "layer0.attn.head2", "" at the top."""
         return self.name.rpartition(".")[0]
 
+    @property
+    def cluster(self):
+        """The cluster a folded box of this group is drawn in: scopes inside their parent's."""
+        return self.parent if self.kind == "scope" else ""
+
     def matches(self, scope):
         """Whether `expand=[scope]` opens this group."""
-        if self.is_param:
+        if self.kind == "param":
             return self.name == scope
+        if self.kind == "position":
+            return False
         return self.name == scope or self.name.startswith(scope + ".")
 
 
-def group_of(node):
-    """Parameters ("layer0.attn_wq[3,5]") group by tensor; everything else by scope."""
-    if not node._children and "[" in node.label:
-        return GroupKey(node.label[:node.label.index("[")], is_param=True)
-    return GroupKey(node.scope, is_param=False)
+def param_label(node):
+    """(tensor, row) of a parameter labelled "wte[26,3]"; None for any other node."""
+    if node._children or "[" not in node.label:
+        return None
+    name, _, index = node.label.partition("[")
+    return name, int(index.split(",")[0])
 
 
-def group_nodes(nodes):
-    """GroupKey -> its nodes (in creation order), groups in order of first appearance."""
+def group_nodes(nodes, positions=None, focus=None):
+    """GroupKey -> its nodes (in creation order), groups in order of first appearance.
+
+    Parameters group by tensor, everything else by scope. With `positions` and `focus`,
+    a value made before the focus position goes to one box of the earlier positions,
+    one made after it to a box of the later ones, and so does a parameter that only
+    those positions use.
+    """
+    position_of = positions_finder(positions) if focus is not None else None
+    home = param_homes(nodes, position_of, focus) if position_of else {}
     groups = defaultdict(list)
     for node in nodes:
-        groups[group_of(node)].append(node)
+        param = param_label(node)
+        where = home.get(node, focus) if param else (position_of(node) if position_of else focus)
+        if where != focus:
+            key = GroupKey(others_name(positions, focus, later=where > focus), "position")
+        elif param:
+            key = GroupKey(param[0], "param")
+        else:
+            key = GroupKey(node.scope, "scope")
+        groups[key].append(node)
     return dict(groups)
 
 
-def choose_open(nodes, groups, budget, expand):
+def others_name(positions, focus, later):
+    """'positions 0–2: BOS → e, e → m, m → m', the earlier (or later) positions than `focus`."""
+    span = range(focus + 1, len(positions)) if later else range(focus)
+    which = f"{span[0]}–{span[-1]}" if len(span) > 1 else f"{span[0]}"
+    names = ", ".join(positions[p][1] for p in span)
+    return f"position{'s' if len(span) > 1 else ''} {which}: {names}"
+
+
+def positions_finder(positions):
+    """A function node -> the index of the position it was made in (by creation number)."""
+    marks = [mark for mark, _ in positions]
+
+    def position_of(node):
+        return max(bisect.bisect_right(marks, node._id) - 1, 0)
+    return position_of
+
+
+def param_homes(nodes, position_of, focus):
+    """Parameter -> `focus` if a value at the focus position uses it, else the first position that does."""
+    homes = {}
+    for node in nodes:
+        where = position_of(node)
+        for child in node._children:
+            if param_label(child) and homes.get(child) != focus:
+                homes[child] = focus if where == focus else homes.get(child, where)
+    return homes
+
+
+def choose_open(groups, budget, expand):
     """The set of nodes drawn one by one.
 
-    All of them if they fit in the budget; else those of the expanded groups, the
-    ones nearest the output first (the latest made) until the budget is spent.
+    All of them (but other positions, which always fold) if they fit in the budget;
+    else those of the expanded groups, the ones nearest the output first (the latest
+    made) until the budget is spent.
     """
     unknown = [scope for scope in expand if not any(key.matches(scope) for key in groups)]
     if unknown:
-        scopes = sorted({key.name for key in groups if key.name})
+        scopes = sorted({key.name for key in groups if key.name and key.kind != "position"})
         raise ValueError(f"nothing to expand called {', '.join(unknown)}; "
                          f"the graph has: {', '.join(scopes)}")
-    if len(nodes) <= budget:
-        return set(nodes)
+    here = [node for key, members in groups.items() if key.kind != "position" for node in members]
+    if len(here) <= budget:
+        return set(here)
     wanted = [node for key, members in groups.items()
               if any(key.matches(scope) for scope in expand) for node in members]
     wanted.sort(key=lambda node: node._id, reverse=True)
@@ -144,31 +234,67 @@ def choose_open(nodes, groups, budget, expand):
 
 def value_node_statements(node, shade):
     """The record of one value, and the op node in front of it if it was computed."""
-    fields = [escape_record(node.name), f"data {node.data:.4g}", f"grad {node.grad:.4g}"]
+    # In a left-to-right graph a record's fields stack top to bottom, and {braces} turn them
+    # sideways: the name above, data and grad side by side below it.
+    label = f"{escape_record(node.name)} | {{data {node.data:.4g} | grad {node.grad:.4g}}}"
     attrs = {"shape": "record"}
     if shade:
         attrs.update(shade(abs(node.grad)))
-    statements = [(f"v{node._id}", "{" + " | ".join(fields) + "}", attrs)]
+    statements = [(f"v{node._id}", label, attrs)]
     if node._children:
         statements.append((f"v{node._id}op", node._op, {"shape": "circle", "margin": "0.02",
                                                          "width": "0.3", "fontsize": "9"}))
     return statements
 
 
-def box_label(key, folded, partly):
-    """'layer0.attn.head1 · 13 values' and the most common ops, or 'layer0.attn_wq · 256 parameters'."""
+def box_label(key, folded, partly, tensors=None):
+    """What a folded box says: its group, how many values it holds, and what they are.
+
+    'layer0.attn.head1 · 13 values · dot ×5, ...', or for parameters the rows it holds:
+    'wte (27×16) · row BOS · 16 of 432 parameters'.
+    """
     count = f"{len(folded):,}{' more' if partly else ''}"
     if key.is_param:
-        return f"{key.name}\\n{count} parameters"
+        return param_box_label(key.name, folded, count, (tensors or {}).get(key.name))
     ops = Counter(node.name if not node._children else node._op for node in folded).most_common(3)
     return (f"{key.name or '(no scope)'}\\n{count} values\\n"
-            + ", ".join(f"{op} ×{n}" for op, n in ops))
+            + ", ".join(f"{escape_box(op)} ×{n}" for op, n in ops))
+
+
+def param_box_label(name, folded, count, tensor):
+    """'wte (27×16)\\nrows e, BOS\\n32 of 432 parameters'; without `tensor`, just the row numbers."""
+    rows = sorted({param_label(node)[1] for node in folded})
+    if tensor is None:
+        return f"{name}\\nrows {row_ranges(rows)}\\n{count} parameters"
+    (n_rows, n_cols), row_names = tensor
+    size = n_rows * n_cols
+    if len(rows) == n_rows:
+        which = "every row"
+    elif row_names:
+        which = f"row{'s' if len(rows) > 1 else ''} {', '.join(row_names[r] for r in rows)}"
+    else:
+        which = f"row{'s' if len(rows) > 1 else ''} {row_ranges(rows)}"
+    amount = f"all {size:,}" if len(folded) == size else f"{count} of {size:,}"
+    return f"{name} ({n_rows}×{n_cols})\\n{escape_box(which)}\\n{amount} parameters"
+
+
+def row_ranges(rows):
+    """[0, 1, 2, 5] -> '0–2, 5'."""
+    spans = []
+    for row in rows:
+        if spans and row == spans[-1][1] + 1:
+            spans[-1][1] = row
+        else:
+            spans.append([row, row])
+    return ", ".join(str(a) if a == b else f"{a}–{b}" for a, b in spans)
 
 
 def box_attrs(key, folded, shade):
-    """Grey for values, blue for parameters; or shaded by the largest |grad| inside."""
-    attrs = {"shape": "box", "style": "rounded,filled", "fontsize": "11",
-             "fillcolor": "lightblue" if key.is_param else "lightgrey"}
+    """Blue for parameters, grey for values of a scope, wheat for another position; or shaded by |grad|."""
+    fill = {"param": PARAM_FILL, "scope": SCOPE_FILL, "position": POSITION_FILL}[key.kind]
+    attrs = {"shape": "box", "style": "rounded,filled", "fontsize": "11", "fillcolor": fill}
+    if key.is_stream:
+        attrs["penwidth"] = STREAM_PENWIDTH
     if shade:
         attrs.update(shade(max(abs(node.grad) for node in folded)))
         attrs["style"] = "rounded,filled"
@@ -180,6 +306,11 @@ def escape_record(text):
     for ch in '\\{}|<>"':
         text = text.replace(ch, "\\" + ch)
     return text
+
+
+def escape_box(text):
+    """Text safe inside a plain node label, where a backslash starts an escape such as \\n."""
+    return text.replace("\\", "\\\\")
 
 
 def grad_shader(nodes):
@@ -201,26 +332,44 @@ def grad_shader(nodes):
     return shade
 
 
-def note(title, nodes, opened, groups, budget, color_by_grad):
-    """The text at the top of the picture: what is drawn and what was folded away."""
+def note(title, nodes, opened, groups, budget, shade):
+    """The HTML label at the top of the picture: what is drawn, what was folded, and a legend."""
     lines = [title] if title else []
     folded = len(nodes) - len(opened)
     if folded:
         boxes = sum(1 for members in groups.values() if any(n not in opened for n in members))
         lines.append(f"{len(nodes):,} values: {len(opened):,} drawn one by one, "
-                     f"{folded:,} folded into {boxes} boxes (budget {budget:,}; "
-                     f"blue boxes hold parameters).")
+                     f"{folded:,} folded into {boxes} boxes (budget {budget:,}).")
         closed = [k.name for k, members in groups.items()
-                  if not k.is_param and k.name and not any(n in opened for n in members)]
+                  if k.kind == "scope" and k.name and not any(n in opened for n in members)]
         if closed:
             lines.append(f"Open a scope with expand=[...] (--expand on the command line): "
                          f"{', '.join(closed)}.")
     else:
         lines.append(f"{len(nodes):,} values, all drawn.")
-    if color_by_grad:
-        lines.append("Fill: |grad| on a log scale, pale yellow = smallest, dark red = largest; "
-                     "white = 0, violet = not finite.")
-    return "".join(line + "\\l" for line in lines)
+    if shade:
+        lines.append(f"Fill: |grad| on a log scale from {shade.range[0]:.2g} (pale yellow) to "
+                     f"{shade.range[1]:.2g} (dark red); white = 0, violet = not finite.")
+    rows = "".join(f'<TR><TD ALIGN="LEFT" COLSPAN="6">{html.escape(line)}</TD></TR>' for line in lines)
+    return f'<<TABLE BORDER="0" CELLSPACING="2">{rows}{legend_row(groups, opened)}</TABLE>>'
+
+
+def legend_row(groups, opened):
+    """The legend: one cell for each kind of thing this picture holds."""
+    kinds = {key.kind for key, members in groups.items() if any(n not in opened for n in members)}
+    cells = []
+    if opened:
+        cells.append(("white", "name | data | grad: one value; ○ the op that made it"))
+    if "scope" in kinds:
+        cells.append((SCOPE_FILL, "values made in a scope, folded"))
+    if "param" in kinds:
+        cells.append((PARAM_FILL, "parameters: rows of a weight table"))
+    if "position" in kinds:
+        cells.append((POSITION_FILL, "another position, folded"))
+    if any(key.is_stream for key in groups):
+        cells.append(("white", "thick edge: the residual stream x"))
+    return "<TR>" + "".join(f'<TD BORDER="1" BGCOLOR="{color}">{html.escape(text)}</TD>'
+                            for color, text in cells) + "</TR>"
 
 
 # ------------------------------------------------------------------------ edges

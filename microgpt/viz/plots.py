@@ -1,13 +1,19 @@
-"""Plots with matplotlib (Agg backend, files only): the loss curve of a run, attention maps."""
+"""Plots with matplotlib: the loss curve of a run, attention maps, next-token probabilities.
+
+Outside Jupyter the backend is Agg (files only, no windows); in a notebook the inline
+backend stays, so a figure these functions return is drawn in the notebook.
+"""
 
 import math
+import sys
 
 import numpy as np
 
 
 def _pyplot():
     import matplotlib
-    matplotlib.use("Agg")
+    if "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
 
@@ -125,3 +131,36 @@ def attention_figure(capture, labels, title=""):
     fig.suptitle(title or "attention weights", fontsize=10)
     return fig
 
+
+
+def plot_predictions(predictions, names, path, title=""):
+    """Write `prediction_figure` to `path`."""
+    return save(prediction_figure(predictions, names, title), path)
+
+
+def prediction_figure(predictions, names, title=""):
+    """One bar chart per `predict.NextToken`: the probability of each token, in vocabulary order.
+
+    Bars keep the vocabulary's order (`names[i]` for token id i) in every panel, so
+    panels stacked one per sampled step can be compared by eye; the token that was
+    drawn to continue is orange.
+    """
+    plt = _pyplot()
+    V = len(names)
+    fig, axes = plt.subplots(len(predictions), 1, squeeze=False, dpi=100,
+                             figsize=(max(6.0, 0.28 * V + 1.5), 1.9 * len(predictions) + 0.6))
+    for ax, prediction in zip(axes[:, 0], predictions):
+        colors = ["tab:blue"] * V
+        caption = f"after {prediction.context!r}"
+        if prediction.sampled is not None:
+            colors[prediction.sampled] = "tab:orange"
+            caption += f": drew {names[prediction.sampled]!r}"
+        ax.bar(range(V), prediction.probs, color=colors)
+        ax.set_xticks(range(V), names, fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("probability", fontsize=8)
+        ax.set_title(caption, fontsize=9, loc="left")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title or "next-token probabilities", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from microgpt.evaluate import EVAL_BATCH, bits_per_token, evaluate, perplexity
+from microgpt.evaluation import EVAL_BATCH, bits_per_token, evaluate, perplexity
 from microgpt.gradcheck import random_batch
 from microgpt.scalar_gpt import ScalarBackend
 
