@@ -2,7 +2,16 @@
 
 import sys
 
-from microgpt.cli import main
+
+def run():
+    """Import the CLI and run it; a Ctrl-C even while Python is still importing is one quiet line."""
+    try:
+        from microgpt.cli import main
+        return main()
+    except KeyboardInterrupt:
+        print("microgpt: interrupted", file=sys.stderr)
+        return 130
+
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

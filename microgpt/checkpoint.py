@@ -382,6 +382,9 @@ def _read_weights(run_dir, json_path, weights_file, expected_sha):
     if sha != expected_sha:
         raise MicrogptError(f"{path} is corrupt or truncated (its SHA-256 does not match {CHECKPOINT_JSON}); "
                             f"restore it from a copy or start a new run")
+    if not zipfile.is_zipfile(path):    # np.load would call it a pickle, which would only mislead
+        raise MicrogptError(f"{path} is not a weights file (not a .npz archive); "
+                            f"restore it from a copy or start a new run")
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
@@ -404,6 +407,8 @@ def _restore(arrays, meta, json_path):
                  if name in expected and a.dtype != np.float64]
     problems += [f"{name} holds NaN or infinite values" for name, a in arrays.items()
                  if name in expected and a.dtype == np.float64 and not np.isfinite(a).all()]
+    if "adam.v" in arrays and arrays["adam.v"].dtype == np.float64 and (arrays["adam.v"] < 0).any():
+        problems.append("adam.v holds negative values (a running mean of squares cannot be negative)")
     if problems:
         raise MicrogptError(f"the weights do not match {json_path}: {problems[0]}"
                             f"{f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''}; "

@@ -11,7 +11,9 @@ should ever produce a traceback. `--debug` shows the traceback instead.
 
 import argparse
 import importlib
+import os
 import sys
+import warnings
 
 from microgpt.errors import MicrogptError
 
@@ -50,19 +52,54 @@ def build_parser():
 
 def main(argv=None):
     """Run one command; returns the exit code (argparse's own exits included, so tests can call this)."""
-    survive_any_encoding()
+    usable_output()
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+        with warnings.catch_warnings():
+            if "--debug" not in argv:   # numpy's overflow and matplotlib's font warnings say nothing a user can act on
+                warnings.simplefilter("ignore")
+            return _run(argv)
+    except KeyboardInterrupt:   # while parsing, before a command could take it
+        print("microgpt: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:     # `microgpt sample RUN | head -1`: the reader has all it wanted
+        _silence_stdout()
+        return 141              # 128 + SIGPIPE, what a shell reports for a command ended that way
+
+
+def _run(argv):
+    try:
+        args = build_parser().parse_args(argv)
     except SystemExit as e:  # argparse printed --help, or its one-line usage error
         return e.code
     try:
         return args.run(args) or 0
+    except BrokenPipeError:
+        raise
     except (Exception, KeyboardInterrupt) as e:
         if args.debug:
             raise
         message, code = explain(e)
         print(f"microgpt {args.command}: {message}", file=sys.stderr)
         return code
+
+
+def usable_output():
+    """Output that cannot crash a command: a closed stream is replaced by os.devnull (what was
+    closed wanted nothing), and characters an encoding lacks are written as escapes."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is None or stream.closed:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))
+    survive_any_encoding()
+
+
+def _silence_stdout():
+    """After a broken pipe, point stdout at os.devnull so Python's exit does not complain while flushing it."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def survive_any_encoding():
@@ -125,7 +162,14 @@ def png_path(text):
     return text
 
 
+MAX_DIGITS = 30   # no option of microgpt's needs a longer number; Python refuses past 4,300 digits anyway
+
+
 def _number(text, kind, kind_name, ok, range_name):
+    digits = text.strip().lstrip("+-")
+    if digits.isdigit() and len(digits) > MAX_DIGITS:
+        raise argparse.ArgumentTypeError(f"{text[:12]}... ({len(digits):,} digits) is out of range: "
+                                         f"it must be {range_name}")
     try:
         value = kind(text)
     except ValueError:

@@ -172,15 +172,15 @@ def gradcheck(params, batch, fd_per_tensor=None, rng=None):
 
 def format_report(report):
     """The report as a table, one row per parameter tensor, and a verdict line."""
-    lines = [f"loss: scalar {report.loss_scalar:.15f}  numba {report.loss_numba:.15f}  "
+    lines = [f"loss: scalar {report.loss_scalar:.15g}  numba {report.loss_numba:.15g}  "
              f"|diff| {abs(report.loss_numba - report.loss_scalar):.1e}",
              "",
              f"{'tensor':<18}{'size':>7}  {'numba-scalar':>12} {'(rel)':>9}  "
-             f"{'scalar-fd':>10} {'numba-fd':>10} {'fd/tol':>7}",
+             f"{'scalar-fd':>10} {'numba-fd':>10} {'fd/tol':>8}",
              ]
     for t in report.tensors:
         lines.append(f"{t.name:<18}{t.size:>7}  {t.engines_abs:>12.1e} {t.engines_rel:>9.1e}  "
-                     f"{t.scalar_fd_abs:>10.1e} {t.numba_fd_abs:>10.1e} {t.fd_violation:>7.3f}"
+                     f"{t.scalar_fd_abs:>10.1e} {t.numba_fd_abs:>10.1e} {t.fd_violation:>8.2g}"
                      f"{'' if t.ok else '  FAIL'}")
     lines += ["",
               f"tolerances: engines relative ≤ {ENGINE_RTOL:g} (max|Δ|/max|g|); finite differences "

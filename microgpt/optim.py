@@ -41,7 +41,8 @@ def clip_grad_norm(grads, max_norm):
     max_norm 0 means no clipping. Clipping keeps the direction of the step and
     bounds its size, so one unlucky batch cannot throw the weights far away.
     """
-    norm = float(np.sqrt(grads @ grads))
+    with np.errstate(over="ignore"):    # a norm past 1e154 overflows to inf: the update then diverges, and says so
+        norm = float(np.sqrt(grads @ grads))
     if max_norm and norm > max_norm:
         grads *= max_norm / norm
     return norm

@@ -269,15 +269,23 @@ class _Trainer:
                     self._save()
             self._save()
         except Diverged as e:
-            kept = (f"the last good checkpoint (step {self.last_saved}) is kept in {self.directory.path}"
-                    if self.last_saved else "no checkpoint had been saved yet")
-            raise Diverged(f"{e}; {kept}", e.step, e.params) from None
+            raise Diverged(f"{e}; {self._kept()}", e.step, e.params) from None
+        except BrokenPipeError:         # printing to a reader that left: not the run directory's fault
+            raise
+        except OSError as e:            # writing a log row or the yardsticks: a full disk, a vanished directory
+            raise MicrogptError(f"cannot write to the run directory {self.directory.path} at step {self.run.step} "
+                                f"({e.strerror or e}); {self._kept()}: make room or fix the directory, "
+                                f"then resume it with --resume") from None
         if stop.signum:                     # also when the signal came during the final save
             self.outcome.status, self.outcome.signal = "interrupted", stop.signum
         self.outcome.best = self.best
         return self.outcome
 
     # -------------------------------------------------------------- the pieces
+
+    def _kept(self):
+        return (f"the last good checkpoint (step {self.last_saved}) is kept in {self.directory.path}"
+                if self.last_saved else "no checkpoint had been saved yet")
 
     def _show(self, result):
         self.smoothed = result.loss if not self.outcome.results[:-1] else 0.95 * self.smoothed + 0.05 * result.loss

@@ -1,6 +1,6 @@
 """`microgpt gradcheck`: the scalar engine vs the Numba backend vs finite differences."""
 
-from microgpt.cli import positive_float, positive_int
+from microgpt.cli import non_negative_int, positive_float, positive_int
 from microgpt.config import GPTConfig
 from microgpt.errors import UsageError
 
@@ -21,7 +21,7 @@ def add_parser(subparsers):
     p.add_argument("--init-std", type=positive_float, default=0.3,
                    help="std of the random weights; larger than training's 0.08 so that "
                         "attention is far from uniform (default 0.3)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the weights and the batch (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed for the weights and the batch (default 0)")
     p.add_argument("--fd-per-tensor", type=positive_int, default=None,
                    help="finite-difference only this many random entries per tensor (default: all)")
     p.set_defaults(run=run)

@@ -132,6 +132,9 @@ def write(graph, path, fmt):
         data = graph.pipe(format=fmt)
     except graphviz.ExecutableNotFound:
         source = os.path.splitext(path)[0] + ".dot"
+        if os.path.exists(source):      # never over a file the user has: it may be theirs
+            raise MicrogptError(f"Graphviz's `dot` was not found, and the source cannot be written instead: "
+                                f"{source} already exists; {INSTALL_HINT}, or choose another --out") from None
         with open(source, "w", encoding="utf-8") as f:
             f.write(graph.source)
         raise MicrogptError(f"Graphviz's `dot` was not found, so only the source {source} was written: "
