@@ -239,6 +239,17 @@ def load_checkpoint(run_dir):
                       parsed["data"], parsed["backend"], parsed["dtype"], parsed["metrics"])
 
 
+def best_or_latest(run_dir, best):
+    """Where the checkpoint to load is: run_dir, or its best/ subdirectory (a clear error if it has none)."""
+    if not best:
+        return run_dir
+    path = os.path.join(run_dir, BEST)
+    if not os.path.isdir(path) and os.path.isdir(run_dir):
+        raise MicrogptError(f"{run_dir} has no best checkpoint (a run keeps one when it measures a "
+                            f"validation loss); leave out --best to use the latest")
+    return path
+
+
 def _read_json(json_path):
     """The parsed JSON object, or a MicrogptError for unreadable, non-UTF-8 or malformed text."""
     try:

@@ -129,6 +129,19 @@ def explain(error):
             f"(this is a bug in microgpt; rerun with --debug for the traceback)"), 1
 
 
+def add_run_arguments(parser, default_backend="scalar", best=True):
+    """RUN_DIR, and the options every command that reads a trained run shares: --best, --backend, --dtype."""
+    from microgpt.backend import BACKENDS, DTYPES
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `microgpt train`")
+    if best:
+        parser.add_argument("--best", action="store_true",
+                            help="use the checkpoint with the best validation loss (RUN_DIR/best), not the latest")
+    parser.add_argument("--backend", choices=BACKENDS, default=default_backend,
+                        help=f"engine that computes the model (default {default_backend})")
+    parser.add_argument("--dtype", choices=DTYPES, default="float64",
+                        help="precision of the numba backend (default float64)")
+
+
 # argparse `type=` helpers: a bad value becomes a one-line usage error.
 
 def positive_int(text):

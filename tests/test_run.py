@@ -69,14 +69,11 @@ def test_two_new_runs_racing_for_one_directory(names_file, tmp_path):
 def test_a_second_process_is_refused(names_file, tmp_path):
     """A real second process, while the first trains."""
     out = tmp_path / "busy"
-    env = dict(os.environ, PYTHONPATH=REPO_ROOT)
-    first = subprocess.Popen([sys.executable, "-m", "microgpt", "train", str(names_file), "--out", str(out),
-                              "--steps", "100000", "--save-every", "0", *TINY], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = start_training(names_file, out)
     try:
         wait_for_rows(out / "log.csv", 2, first)
         second = subprocess.run([sys.executable, "-m", "microgpt", "train", str(names_file), "--out", str(out)],
-                                env=env, capture_output=True, text=True, timeout=60)
+                                env=dict(os.environ, PYTHONPATH=REPO_ROOT), capture_output=True, text=True, timeout=60)
         assert second.returncode == 1
         assert second.stderr.strip().splitlines() == [
             f"microgpt train: error: {out} is in use by another microgpt process (pid {first.pid}); "
@@ -94,13 +91,17 @@ def test_create_refuses_a_run_with_a_checkpoint(tmp_path):
 
 # ---------------------------------------------------------------- signals
 
+def start_training(names_file, out):
+    """A real `python -m microgpt train` process, long enough to be interrupted, saving only when it stops."""
+    return subprocess.Popen([sys.executable, "-m", "microgpt", "train", str(names_file), "--out", str(out),
+                             "--steps", "100000", "--save-every", "0", *TINY], env=dict(os.environ, PYTHONPATH=REPO_ROOT),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_sigterm_and_sighup_save_and_say_how_to_resume(names_file, tmp_path, signum, code):
     out = tmp_path / "run"
-    env = dict(os.environ, PYTHONPATH=REPO_ROOT)
-    proc = subprocess.Popen([sys.executable, "-m", "microgpt", "train", str(names_file), "--out", str(out),
-                             "--steps", "100000", "--save-every", "0", *TINY], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_training(names_file, out)
     try:
         wait_for_rows(out / "log.csv", 3, proc)
         proc.send_signal(signum)

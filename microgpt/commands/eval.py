@@ -6,8 +6,9 @@ prints it three ways: nats, perplexity, and bits per character; on the validatio
 split, beside the yardsticks (uniform, unigram, bigram) on the same predictions.
 """
 
-from microgpt.backend import BACKENDS, DTYPES, get_backend
-from microgpt.commands.sample import best_or_latest
+from microgpt.backend import get_backend
+from microgpt.cli import add_run_arguments
+from microgpt.checkpoint import best_or_latest
 from microgpt.errors import MicrogptError
 
 
@@ -17,14 +18,9 @@ def add_parser(subparsers):
         description="Measure the loss of a trained run (forward only) on its whole validation split, or on "
                     "FILE read the way the run reads its data (documents or a stream), and print it as "
                     "nats, perplexity and bits per character.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (the --out of `microgpt train`)")
+    add_run_arguments(p, default_backend="numba")     # a whole split takes the scalar engine minutes
     p.add_argument("file", nargs="?", default=None, metavar="FILE",
                    help="a text file to measure on (default: the run's own validation split)")
-    p.add_argument("--best", action="store_true", help="use the best checkpoint (RUN_DIR/best)")
-    p.add_argument("--backend", choices=BACKENDS, default="numba",
-                   help="engine that computes the loss (default numba: a whole split takes the scalar "
-                        "engine minutes)")
-    p.add_argument("--dtype", choices=DTYPES, default="float64", help="precision of the numba backend (default float64)")
     p.set_defaults(run=run)
 
 

@@ -1,7 +1,6 @@
 """`microgpt predict RUN_DIR PROMPT`: the probability of every next character, as a table and a chart."""
 
-from microgpt.backend import BACKENDS
-from microgpt.cli import non_negative_int, png_path, positive_float
+from microgpt.cli import add_run_arguments, non_negative_int, png_path, positive_float
 
 
 def add_parser(subparsers):
@@ -11,15 +10,13 @@ def add_parser(subparsers):
                     "character coming next, most likely first, with a bar chart as a PNG. With "
                     "--steps N, draw a character, feed it back and show the next distribution, "
                     "N times.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `microgpt train`")
+    add_run_arguments(p)
     p.add_argument("prompt", metavar="PROMPT", help="the beginning of a name; '' for the first letter")
     p.add_argument("--steps", type=non_negative_int, default=0,
                    help="sample this many more characters, showing the distribution before each (default 0)")
     p.add_argument("--temperature", type=positive_float, default=1.0,
                    help="divide the logits by this before the softmax (default 1: the model's own)")
     p.add_argument("--seed", type=non_negative_int, default=42, help="seed for the sampled characters (default 42)")
-    p.add_argument("--backend", choices=BACKENDS, default="scalar",
-                   help="engine that computes the logits (default scalar)")
     p.add_argument("--out", type=png_path, default="predict.png",
                    help="the bar chart to write (default predict.png)")
     p.set_defaults(run=run)
@@ -28,12 +25,13 @@ def add_parser(subparsers):
 def run(args):
     from microgpt.backend import get_backend
     from microgpt.checkpoint import load_checkpoint
+    from microgpt.checkpoint import best_or_latest
     from microgpt.predict import format_table, next_token_distribution, token_name
     from microgpt.viz.plots import plot_predictions
 
-    checkpoint = load_checkpoint(args.run_dir)
+    checkpoint = load_checkpoint(best_or_latest(args.run_dir, args.best))
     tokenizer = checkpoint.tokenizer
-    predictions = next_token_distribution(get_backend(args.backend), checkpoint.params, tokenizer,
+    predictions = next_token_distribution(get_backend(args.backend, args.dtype), checkpoint.params, tokenizer,
                                           args.prompt, args.steps, args.temperature, args.seed)
     start = "BOS + " if tokenizer.bos is not None else ""
     print(f"next character after {start}{args.prompt!r} ({args.run_dir}, {args.backend} backend, "

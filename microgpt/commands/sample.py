@@ -4,12 +4,9 @@ The same checkpoint, seed and options give the same text, whichever backend
 decodes it (the backends compute the same logits).
 """
 
-import os
-
-from microgpt.backend import BACKENDS, DTYPES, get_backend
-from microgpt.checkpoint import BEST, load_checkpoint
-from microgpt.cli import non_negative_int, positive_float, positive_int
-from microgpt.errors import MicrogptError
+from microgpt.backend import get_backend
+from microgpt.checkpoint import best_or_latest, load_checkpoint
+from microgpt.cli import add_run_arguments, non_negative_int, positive_float, positive_int
 
 
 def add_parser(subparsers):
@@ -18,9 +15,7 @@ def add_parser(subparsers):
         description="Sample from the checkpoint in RUN_DIR (the --out of a train run): names one per line "
                     "for a run on documents, or a continuation of --prompt for a run on a text. Generation "
                     "goes on past the model's context: the window slides over the last block_size tokens.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="the run directory (the --out of `microgpt train`)")
-    p.add_argument("--best", action="store_true",
-                   help="use the checkpoint with the best validation loss (RUN_DIR/best) instead of the latest")
+    add_run_arguments(p)
     p.add_argument("--num", type=positive_int, default=None,
                    help="how many samples (default 20 names, or one text)")
     p.add_argument("--max-new-tokens", type=positive_int, default=None, metavar="N",
@@ -34,9 +29,6 @@ def add_parser(subparsers):
                    help="text to continue (default: none for names; a newline for a text)")
     p.add_argument("--seed", type=non_negative_int, default=None,
                    help="same seed, same text (default: the run's seed, as `train` sampled)")
-    p.add_argument("--backend", choices=BACKENDS, default="scalar",
-                   help="engine that computes the logits (default scalar)")
-    p.add_argument("--dtype", choices=DTYPES, default="float64", help="precision of the numba backend (default float64)")
     p.set_defaults(run=run)
 
 
@@ -57,14 +49,3 @@ def run(args):
                         args.max_new_tokens)
         print(text, flush=True)
     return 0
-
-
-def best_or_latest(run_dir, best):
-    """run_dir, or its best/ subdirectory (with a clear error if the run kept none)."""
-    if not best:
-        return run_dir
-    path = os.path.join(run_dir, BEST)
-    if not os.path.isdir(path) and os.path.isdir(run_dir):
-        raise MicrogptError(f"{run_dir} has no best checkpoint (a run keeps one when it measures a "
-                            f"validation loss); leave out --best to use the latest")
-    return path
