@@ -28,10 +28,9 @@ import math
 
 import numpy as np
 
+from microgpt.constants import RMSNORM_EPS
 from microgpt.engine import Value, name_scope
 from microgpt.params import Params
-
-RMSNORM_EPS = 1e-5
 
 
 def atomic_sum(xs):
