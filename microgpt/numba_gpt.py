@@ -194,7 +194,7 @@ class Workspace(NamedTuple):
     rstd_attn: np.ndarray    # (L, R)
     qkv: np.ndarray          # (L, R, 3C) queries, keys and values side by side (the decoder's KV cache)
     kt: np.ndarray           # (L, C, R) the keys transposed, for attention's scores
-    att: np.ndarray          # (L, NH, R, T) attention weights, row t holding the weights of its keys
+    att: np.ndarray          # (L, R, NH, T) attention weights: att[l, t, h, j] for the j-th key of row t
     heads: np.ndarray        # (L, R, C) attention output, heads side by side, before attn_wo
     xn_mlp: np.ndarray       # (L, R, C) rmsnorm of the residual stream entering the MLP
     rstd_mlp: np.ndarray     # (L, R)
@@ -207,7 +207,7 @@ class Workspace(NamedTuple):
     dxn: np.ndarray          # (R, C) gradient of an rmsnorm's output
     dqkv: np.ndarray         # (R, 3C)
     vt: np.ndarray           # (C, R) the values transposed, for attention's backward
-    datt: np.ndarray         # (NH, R, T) gradient of the attention scores
+    datt: np.ndarray         # (R, NH, T) gradient of the attention scores
     dheads: np.ndarray       # (R, C)
     dhidden: np.ndarray      # (R, H)
     dhidden_relu: np.ndarray  # (R, H)
@@ -255,7 +255,7 @@ def workspace_views(buffer, layout):
     rstd_attn, at = cut(memory, at, (L, R))
     qkv, at = cut(memory, at, (L, R, 3 * C))
     kt, at = cut(memory, at, (L, C, R))
-    att, at = cut(memory, at, (L, NH, R, T))
+    att, at = cut(memory, at, (L, R, NH, T))
     heads, at = cut(memory, at, (L, R, C))
     xn_mlp, at = cut(memory, at, (L, R, C))
     rstd_mlp, at = cut(memory, at, (L, R))
@@ -267,7 +267,7 @@ def workspace_views(buffer, layout):
     dxn, at = cut(memory, at, (R, C))
     dqkv, at = cut(memory, at, (R, 3 * C))
     vt, at = cut(memory, at, (C, R))
-    datt, at = cut(memory, at, (NH, R, T))
+    datt, at = cut(memory, at, (R, NH, T))
     dheads, at = cut(memory, at, (R, C))
     dhidden, at = cut(memory, at, (R, H))
     dhidden_relu, at = cut(memory, at, (R, H))
@@ -315,17 +315,13 @@ def layer_forward(ws, l, weights, layout, positions, r0, r1):
     are its own sequence's rows, computed in this same call; in the decoder (one row
     at a time) the earlier rows were left there by earlier calls: the KV cache.
     """
-    C = layout.n_embd
     wqkv, wo, fc1, fc2 = layer_weights(weights, layout, l)
     x, branch = ws.x[r0:r1], ws.branch[r0:r1]
     # attention branch
     xn = ws.xn_attn[l, r0:r1]
     rmsnorm_forward(xn, ws.rstd_attn[l, r0:r1], x)
-    qkv = ws.qkv[l]
-    linear_forward(qkv[r0:r1], xn, wqkv)
-    k0 = r0 - positions[r0]                 # the first key row that any of these rows reads
-    attention_forward(ws.heads[l, r0:r1], ws.att[l, :, r0:r1], ws.kt[l, :, k0:r1], qkv[r0:r1, :C],
-                      qkv[k0:r1, C:2 * C], qkv[k0:r1, 2 * C:], positions[r0:r1])
+    linear_forward(ws.qkv[l, r0:r1], xn, wqkv)
+    attention_forward(ws.heads[l], ws.att[l], ws.kt[l], ws.qkv[l], positions, r0, r1)
     linear_forward(branch, ws.heads[l, r0:r1], wo)
     add_into(x, branch)
     # MLP branch
@@ -359,7 +355,6 @@ def layer_backward(ws, dweights, l, weights, layout, positions, r0, r1):
     Reverse order of the forward; each branch reads dx and adds its own contribution
     back into it (the `+` of the residual connection).
     """
-    C = layout.n_embd
     wqkv, wo, fc1, fc2 = layer_weights(weights, layout, l)
     dwqkv, dwo, dfc1, dfc2 = layer_weights(dweights, layout, l)
     dx, dxn = ws.dx[r0:r1], ws.dxn[r0:r1]
@@ -376,10 +371,9 @@ def layer_backward(ws, dweights, l, weights, layout, positions, r0, r1):
     dheads = ws.dheads[r0:r1]
     dheads[:] = 0.0
     linear_backward(dheads, dwo, dx, ws.heads[l, r0:r1], wo)
-    dqkv, qkv = ws.dqkv[r0:r1], ws.qkv[l, r0:r1]
+    dqkv = ws.dqkv[r0:r1]
     dqkv[:] = 0.0
-    attention_backward(dqkv[:, :C], dqkv[:, C:2 * C], dqkv[:, 2 * C:], ws.datt[:, r0:r1], ws.vt[:, r0:r1],
-                       dheads, ws.att[l, :, r0:r1], qkv[:, :C], qkv[:, C:2 * C], qkv[:, 2 * C:], positions[r0:r1])
+    attention_backward(ws.dqkv, ws.datt, ws.vt, ws.dheads, ws.att[l], ws.qkv[l], positions, r0, r1)
     dxn[:] = 0.0
     linear_backward(dxn, dwqkv, dqkv, ws.xn_attn[l, r0:r1], wqkv)
     rmsnorm_backward(dx, dxn, ws.xn_attn[l, r0:r1], ws.rstd_attn[l, r0:r1])
@@ -474,6 +468,10 @@ class Model:
             self.buffer = new_buffer(self.layout, rows, self.dtype)
         return self.buffer
 
+    def workspace(self):
+        """The Workspace as arrays, to look at from Python (tests, debugging)."""
+        return workspace_views(self.buffer, self.layout)[0]
+
     def dweights_for(self, shards):
         """(shards, P) gradient arrays, one per shard, reallocated if there are fewer."""
         if len(self.dweights) < shards:
@@ -503,15 +501,24 @@ class NumbaBackend:
         if dtype not in DTYPES:
             raise UsageError(f"the Numba backend computes in {' or '.join(DTYPES)}, not {dtype}")
         self.dtype = dtype
-        self.workers = None        # the threads it runs on (numba_prepare.Workers), set when first used
+        self._workers = None       # the threads it runs on, chosen when first needed
         self.models = {}           # config -> Model
+
+    @property
+    def workers(self):
+        """The `numba_prepare.Workers` this backend runs on (the first use pins BLAS to one thread)."""
+        if self._workers is None:
+            from microgpt.numba_prepare import use_threads
+            self._workers = use_threads()
+        return self._workers
+
+    @workers.setter
+    def workers(self, workers):
+        self._workers = workers
 
     def model(self, params):
         model = self.models.get(params.config)
         if model is None:
-            if self.workers is None:
-                from microgpt.numba_prepare import use_threads
-                self.workers = use_threads()
             model = self.models[params.config] = Model(params, self.dtype)
         return model
 

@@ -108,8 +108,6 @@ def prepare_kernels(backend, params, notify, uses=USES):
     unknown = set(uses) - set(USES)
     if unknown:
         raise MicrogptError(f"prepare: unknown uses {sorted(unknown)}; choose from {', '.join(USES)}")
-    if backend.workers is None:
-        backend.workers = use_threads()
     calls = entry_points(backend, params, uses)
     missing = [(dispatcher, args) for dispatcher, args in calls if not load_from_cache(dispatcher, args)]
     if missing and notify is not None:

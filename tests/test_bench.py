@@ -10,6 +10,16 @@ def test_time_steps_measures_both_engines():
         assert timing.tokens_per_second > 0
 
 
+def test_training_flops_count_products_and_the_causal_triangle():
+    """6·P per token for the P weights in products, plus 6·L·C·T(T+1) per sequence of T tokens."""
+    from microgpt.config import GPTConfig
+    from microgpt.flops import matmul_params, training_flops
+    config = GPTConfig(vocab_size=5, n_embd=4, n_head=2, n_layer=2, block_size=8)
+    P = 2 * 12 * 4 * 4 + 5 * 4                     # layers (12·C² each) and lm_head; not wte, wpe
+    assert matmul_params(config) == P
+    assert training_flops(config, [3, 1]) == 6 * P * 4 + 6 * 2 * 4 * (3 * 4 + 1 * 2)
+
+
 def test_machine_description_names_versions_and_threads():
     text = "\n".join(machine_description())
     assert "Numba" in text and "NumPy" in text and "OPENBLAS_NUM_THREADS" in text
@@ -26,8 +36,8 @@ def test_bench_command_prints_a_row_per_config(cli):
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith(("8/2/1/8/2", "16/4/1/16/1 "))]
     assert len(rows) == 2
-    assert rows[1].split()[2] == "0.05"   # the issue's goal is shown for a standard config
-    assert "OPENBLAS_NUM_THREADS=1" in result.stdout
+    assert rows[1].split()[3] == "0.05"   # the issue's goal is shown for a standard config
+    assert "pinned: on 1 thread(s)" in result.stdout
 
 
 def test_bench_command_rejects_a_bad_config(cli):
@@ -41,4 +51,13 @@ def test_bench_numba_only_leaves_the_scalar_columns_empty(cli):
                  "--no-start-times", "--threads", 2)
     assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if line.startswith("8/2/1/8/2"))
-    assert row.split()[-3:] == ["-", "-", "-"] and "OPENBLAS_NUM_THREADS=2" in result.stdout
+    assert row.split()[-3:] == ["-", "-", "-"] and "pinned: on 2 thread(s)" in result.stdout
+
+
+def test_bench_in_float32_reports_useful_flops(cli):
+    result = cli("bench", "--config", "16/4/1/16/4", "--steps", 2, "--repeats", 1, "--numba-only",
+                 "--no-start-times", "--dtype", "float32")
+    assert result.returncode == 0, result.stderr
+    row = next(line for line in result.stdout.splitlines() if line.startswith("16/4/1/16/4"))
+    gflops, fraction = row.split()[6:8]
+    assert float(gflops) > 0 and fraction.endswith("%") and "numba in float32" in result.stdout

@@ -91,6 +91,7 @@ def run_command(args):
               f"a larger --block-size keeps them whole", file=sys.stderr)
     sys.stdout.flush()
 
+    backend.prepare(run.params, lambda message: print(message, file=sys.stderr, flush=True))
     outcome = train(backend, run, documents, run_dir, stop_step=args.stop_after,
                     save_every=args.save_every, progress=not args.quiet)
     resume_hint = f"python -m microgpt train --resume {shlex.quote(run_dir)}"
