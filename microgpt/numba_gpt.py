@@ -48,8 +48,9 @@ DTYPES = {"float64": np.float64, "float32": np.float32}
 # A shard of the batch must have at least this many multiply-adds in its matrix products
 # to be worth a thread of its own: starting and joining threads costs ~10-30 µs here.
 SHARD_MIN_WORK = 4_000_000
-# Below this many parameters the one-thread Adam update is faster than sharing it out.
-THREADED_ADAM_MIN_SIZE = 1 << 17
+# Vectors shorter than this (Adam's, the gradient's) are updated on one thread: handing
+# pieces to other threads costs more than it saves.
+THREADED_VECTOR_MIN_SIZE = 1 << 17
 
 
 # ------------------------------------------------------------------ layout
@@ -164,6 +165,8 @@ def shard_rows(doc_starts, n_shards):
     so a run splits every batch the same way every time.
     """
     N = doc_starts[-1]
+    if n_shards == 1:
+        return np.array([0, N])
     wanted = np.arange(n_shards + 1) * N / n_shards         # ideal cuts, snapped to sequence starts
     cuts = doc_starts[np.abs(doc_starts[:, None] - wanted[None, :]).argmin(axis=0)]
     return np.unique(cuts)                                  # shards that came out empty are dropped
@@ -294,7 +297,7 @@ def add_into(out, x):
             out[n, i] += x[n, i]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def copy_into(out, x):
     """out[...] = x for C-contiguous arrays of one shape, whatever their dtypes (float32 into float64).
 
@@ -422,11 +425,15 @@ def shard_loss_and_grads(dweights, weights, layout, batch, buffer, r0, r1):
 
 
 @njit(cache=True, nogil=True)
-def add_shards(grads, dweights):
-    """grads = Σ_s dweights[s], the shards' gradients added in shard order.  grads (P,) float64; dweights (S, P)."""
-    for i in range(grads.shape[0]):
+def add_shards(grads, dweights, n_shards, start, stop):
+    """grads[i] = Σ_s dweights[s, i] over the first n_shards shards, in shard order, for i in start..stop.
+
+    grads (P,) float64;  dweights (S, P). A range rather than slices, so that every call
+    has the same argument types (NumPy calls a slice of one row contiguous, of two not).
+    """
+    for i in range(start, stop):
         g = 0.0
-        for s in range(dweights.shape[0]):
+        for s in range(n_shards):
             g += dweights[s, i]
         grads[i] = g
 
@@ -478,12 +485,6 @@ class Model:
             self.dweights = np.zeros((shards, self.dweights.shape[1]), self.dtype)
         return self.dweights
 
-    def weights(self, params):
-        """The weights in the compute dtype."""
-        if self.weights32 is None:
-            return params.flat
-        copy_into(self.weights32, params.flat)
-        return self.weights32
 
 
 class NumbaBackend:
@@ -537,40 +538,44 @@ class NumbaBackend:
         return max(1, min(self.workers.count, len(batch.doc_starts) - 1,
                           matmul_work(layout, len(batch.tokens)) // SHARD_MIN_WORK))
 
+    def pieces(self, size):
+        """Slices that split a vector of `size` among the threads; one piece if it is too small to share."""
+        return self.workers.pieces(size) if size >= THREADED_VECTOR_MIN_SIZE else [slice(0, size)]
+
+    def weights(self, model, params):
+        """The weights in the compute dtype: params.flat itself in float64, a fresh float32 copy otherwise."""
+        if model.weights32 is None:
+            return params.flat
+        self.workers.run([(copy_into, (model.weights32[p], params.flat[p])) for p in self.pieces(params.size)])
+        return model.weights32
+
     def loss(self, params, batch):
         model = self.model(params)
         packed = pack_batch(batch, params.config.block_size)
         buffer = model.buffer_for(len(packed.tokens))
-        return gpt_loss(model.weights(params), model.layout, packed, buffer)
+        return gpt_loss(self.weights(model, params), model.layout, packed, buffer)
 
-    def loss_and_grads(self, params, batch):
+    def loss_and_grads(self, params, batch, n_shards=None):
+        """The loss and its float64 gradient. The batch is split into n_shards shards of whole
+        sequences that run side by side, one thread each (None: as `n_shards` chooses).
+
+        Shard s writes its gradients to dweights[s]; they are then added into grads in shard
+        order (pieces of the vector on each thread), as are the losses: the result depends on
+        the shards, never on which thread finished first.
+        """
         model = self.model(params)
         packed = pack_batch(batch, params.config.block_size)
-        N = len(packed.tokens)
-        grads = np.empty(params.size)
-        n_shards = self.n_shards(model.layout, packed)
-        buffer, weights = model.buffer_for(N), model.weights(params)
-        if n_shards > 1:
-            return self.sharded_loss_and_grads(grads, model, weights, packed, buffer, n_shards), grads
-        if model.dtype == np.float64:       # the gradient goes straight into grads
+        N, grads = len(packed.tokens), np.empty(params.size)
+        weights, buffer = self.weights(model, params), model.buffer_for(N)
+        n_shards = self.n_shards(model.layout, packed) if n_shards is None else n_shards
+        if n_shards == 1 and model.dtype == np.float64:     # the one shard writes straight into grads
             return shard_loss_and_grads(grads, weights, model.layout, packed, buffer, 0, N) / N, grads
-        dweights = model.dweights_for(1)[0]
-        loss = shard_loss_and_grads(dweights, weights, model.layout, packed, buffer, 0, N) / N
-        copy_into(grads, dweights)
-        return loss, grads
-
-    def sharded_loss_and_grads(self, grads, model, weights, packed, buffer, n_shards):
-        """The loss of a packed batch whose shards run side by side, one thread each.
-
-        Shard s writes its gradients to dweights[s]; they are then added into grads in
-        shard order (pieces of the vector on each thread), as are the losses: the result
-        depends on the shards, never on which thread finished first.
-        """
-        rows, dweights = shard_rows(packed.doc_starts, n_shards), model.dweights_for(n_shards)[:n_shards]
+        rows, dweights = shard_rows(packed.doc_starts, n_shards), model.dweights_for(n_shards)
         totals = self.workers.run([(shard_loss_and_grads, (dweights[s], weights, model.layout, packed, buffer,
-                                                           rows[s], rows[s + 1])) for s in range(n_shards)])
-        self.workers.run([(add_shards, (grads[piece], dweights[:, piece])) for piece in self.workers.pieces(grads.size)])
-        return sum(totals) / len(packed.tokens)
+                                                           rows[s], rows[s + 1])) for s in range(len(rows) - 1)])
+        self.workers.run([(add_shards, (grads, dweights, len(rows) - 1, p.start, p.stop))
+                          for p in self.pieces(params.size)])
+        return sum(totals) / N, grads
 
     def step_optimizer(self, optimizer, theta, grads, lr):
         """optimizer.step(theta, grads, lr), with the AdamW update as one compiled pass.
@@ -584,9 +589,8 @@ class NumbaBackend:
         settings = (lr, 1.0 - lr * optimizer.weight_decay, optimizer.beta1, optimizer.beta2,
                     *optimizer.corrections(), optimizer.eps)
         o = optimizer
-        pieces = self.workers.pieces(theta.size) if theta.size >= THREADED_ADAM_MIN_SIZE else [slice(None)]
         return all(self.workers.run([(adam_update, (theta[p], o.m[p], o.v[p], grads[p], o.decay_mask[p], *settings))
-                                     for p in pieces]))
+                                     for p in self.pieces(theta.size)]))
 
     def decoder(self, params):
         return NumbaDecoder(params, self.dtype)

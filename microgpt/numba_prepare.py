@@ -61,7 +61,7 @@ def entry_points(backend, params, uses):
     from microgpt.kernels import adam_update
 
     model = backend.model(params)
-    layout, weights = model.layout, model.weights(params)
+    layout, weights = model.layout, backend.weights(model, params)
     # two sequences of two tokens: the smallest batch that can take both the one-thread and the sharded path
     bos = params.config.vocab_size - 1
     batch = G.pack_batch([[bos, bos], [bos, bos]], params.config.block_size)
@@ -72,10 +72,7 @@ def entry_points(backend, params, uses):
         calls.append((G.copy_into, (model.weights32, params.flat)))
     if "train" in uses:
         calls.append((G.shard_loss_and_grads, (dweights[0], weights, layout, batch, buffer, 0, 2)))
-        if model.weights32 is not None:
-            calls.append((G.copy_into, (grads, dweights[0])))
-        if backend.workers.count > 1:
-            calls.append((G.add_shards, (grads, dweights)))
+        calls.append((G.add_shards, (grads, dweights, 2, 0, params.size)))
         calls.append((adam_update, (theta, theta.copy(), theta.copy(), grads, np.ones(params.size, bool)) + (0.0,) * 7))
     if "eval" in uses:
         calls.append((G.gpt_loss, (weights, layout, batch, buffer)))

@@ -200,17 +200,6 @@ def test_shards_are_whole_sequences_of_about_equal_size():
     assert shard_rows(np.array([0, 7]), 2).tolist() == [0, 7]          # one sequence cannot be split
 
 
-def sharded(backend, params, batch, n_shards):
-    """loss_and_grads of the backend with the batch split into n_shards shards."""
-    from microgpt.numba_gpt import pack_batch
-    model = backend.model(params)
-    packed = pack_batch(batch, params.config.block_size)
-    grads = np.empty(params.size)
-    loss = backend.sharded_loss_and_grads(grads, model, model.weights(params), packed,
-                                          model.buffer_for(len(packed.tokens)), n_shards)
-    return loss, grads
-
-
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_the_threaded_step_agrees_with_the_one_thread_step(tiny_params, dtype):
     """Shards on threads: the same loss and gradients to 1e-12 (float64), bit-identical from run to run."""
@@ -222,16 +211,16 @@ def test_the_threaded_step_agrees_with_the_one_thread_step(tiny_params, dtype):
     loss, grads = serial.loss_and_grads(tiny_params, batch)
     tol = 1e-12 if dtype == "float64" else 1e-6
     for n_shards in (2, 3):
-        loss_t, grads_t = sharded(threaded, tiny_params, batch, n_shards)
+        loss_t, grads_t = threaded.loss_and_grads(tiny_params, batch, n_shards)
         assert abs(loss_t - loss) <= tol * abs(loss) and relative_difference(grads_t, grads) <= tol
-        again = sharded(threaded, tiny_params, batch, n_shards)
+        again = threaded.loss_and_grads(tiny_params, batch, n_shards)
         assert again[0] == loss_t and np.array_equal(again[1], grads_t)
 
 
 def test_the_threaded_adam_update_is_bit_identical():
-    from microgpt.numba_gpt import THREADED_ADAM_MIN_SIZE
+    from microgpt.numba_gpt import THREADED_VECTOR_MIN_SIZE
     from microgpt.numba_prepare import Workers
-    size = THREADED_ADAM_MIN_SIZE + 3
+    size = THREADED_VECTOR_MIN_SIZE + 3
     rng = np.random.default_rng(1)
     theta, grads = rng.normal(size=size), rng.normal(size=size)
     results = []
