@@ -17,9 +17,9 @@ is the mean over real target tokens, and no kernel ever computes on a pad.
 
 Every function below works on a range of rows r0..r1 of the packed batch:
 - training splits the batch into *shards* of whole sequences and runs forward and
-  backward of each shard on its own thread (`gpt_loss_and_grads_threaded`); each
-  shard has its own weight gradients, summed in a fixed order at the end, so a run
-  is bit-identical from one run to the next;
+  backward of each shard on its own thread (`shard_loss_and_grads`, called by
+  `NumbaBackend.loss_and_grads`); each shard has its own weight gradients, added in
+  a fixed order at the end, so a run is bit-identical from one run to the next;
 - the decoder runs the very same forward on one row at a time: step p computes row
   p of every activation, and attention reads the keys and values that the earlier
   steps left in rows 0..p-1 of `qkv`. The activations *are* the KV cache, and the
@@ -31,7 +31,6 @@ float64: each kernel gets (rows, cols) views of the flat parameter vector.
 """
 
 import itertools
-import math
 from typing import NamedTuple
 
 import numpy as np
@@ -46,7 +45,7 @@ from microgpt.errors import UsageError
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
 # A shard of the batch must have at least this many multiply-adds in its matrix products
-# to be worth a thread of its own: starting and joining threads costs ~10-30 µs here.
+# (~0.1 ms) to be worth a thread of its own: handing a call to a thread costs ~20-50 µs here.
 SHARD_MIN_WORK = 4_000_000
 # Vectors shorter than this (Adam's, the gradient's) are updated on one thread: handing
 # pieces to other threads costs more than it saves.
