@@ -463,14 +463,14 @@ class Model:
     def __init__(self, params, dtype):
         self.layout = layout_of(params)
         self.dtype = DTYPES[dtype]
-        self.buffer = new_buffer(self.layout, 0, self.dtype)
+        self.buffer = None                                          # allocated for the first batch
         self.dweights = np.zeros((0, params.size), self.dtype)    # (S, P)
         # float64 computes on params.flat itself; float32 on this copy, refreshed every step
         self.weights32 = np.empty(params.size, np.float32) if self.dtype == np.float32 else None
 
     def buffer_for(self, rows):
         """The Buffer, reallocated if it has fewer rows: at most a few times a run."""
-        if self.buffer.rows < rows:
+        if self.buffer is None or self.buffer.rows < rows:
             self.buffer = new_buffer(self.layout, rows, self.dtype)
         return self.buffer
 

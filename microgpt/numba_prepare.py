@@ -9,9 +9,10 @@ one thread inside each: its own threads would compete with ours for the same cor
 process to one thread (threadpoolctl), NumPy's included.
 
 Compiling. Every kernel is compiled with `cache=True`: the first run of a model
-compiles its entry points (10-20 s), later runs load them from the disk cache
-(a fraction of a second). `prepare_kernels` looks in the cache first and, if an
-entry point the run needs is not there, says so through `notify` before compiling it.
+compiles its entry points (tens of seconds), later runs load them from the disk
+cache (about a second, most of it importing NumPy, SciPy and Numba).
+`prepare_kernels` looks in the cache first and, if an entry point the run needs is
+not there, says so through `notify` before compiling it.
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -60,14 +61,17 @@ def entry_points(backend, params, uses):
     from microgpt import numba_gpt as G
     from microgpt.kernels import adam_update
 
+    # Arguments of the right types, made without calling any compiled code (that would compile it
+    # before we could say so): an empty Buffer, a batch packed by hand, zero vectors.
     model = backend.model(params)
-    layout, weights = model.layout, backend.weights(model, params)
-    # two sequences of two tokens: the smallest batch that can take both the one-thread and the sharded path
-    bos = params.config.vocab_size - 1
-    batch = G.pack_batch([[bos, bos], [bos, bos]], params.config.block_size)
-    buffer, dweights = model.buffer_for(len(batch.tokens)), model.dweights_for(2)
+    layout, dtype = model.layout, model.dtype
+    weights = params.flat if model.weights32 is None else model.weights32
+    buffer, dweights = G.Buffer(np.zeros(0, dtype), 0), np.zeros((2, params.size), dtype)
+    index = np.zeros(4, np.int64)
+    batch = G.Batch(index, index, index, np.array([0, 2, 4]), 2)      # two sequences of two tokens
     grads, theta = np.zeros(params.size), np.zeros(params.size)
-    calls = [(G.pack_documents, (np.zeros(3, np.int64), np.array([2], np.int64)))]
+    calls = [(G.workspace_views, (buffer, layout)),
+             (G.pack_documents, (np.zeros(3, np.int64), np.array([2], np.int64)))]
     if model.weights32 is not None:
         calls.append((G.copy_into, (model.weights32, params.flat)))
     if "train" in uses:
@@ -77,9 +81,7 @@ def entry_points(backend, params, uses):
     if "eval" in uses:
         calls.append((G.gpt_loss, (weights, layout, batch, buffer)))
     if "sample" in uses:
-        decoder = G.NumbaDecoder(params, backend.dtype)
-        calls.append((G.gpt_decode_step, (np.zeros(layout.vocab_size), decoder.weights, layout, decoder.buffer,
-                                          decoder.tokens, decoder.positions, 0)))
+        calls.append((G.gpt_decode_step, (np.zeros(layout.vocab_size), weights, layout, buffer, index, index, 0)))
     return calls
 
 
@@ -108,7 +110,7 @@ def prepare_kernels(backend, params, notify, uses=USES):
     calls = entry_points(backend, params, uses)
     missing = [(dispatcher, args) for dispatcher, args in calls if not load_from_cache(dispatcher, args)]
     if missing and notify is not None:
-        notify(f"compiling the Numba kernels for this model ({backend.dtype}; the first run only, "
-               f"about 10-20 s; later runs load them from the disk cache)")
+        notify(f"compiling the Numba kernels for this model in {backend.dtype} (the first run only, "
+               f"tens of seconds; later runs load them from the disk cache in about a second)")
     for dispatcher, args in missing:
         dispatcher.compile(tuple(typeof(a) for a in args))

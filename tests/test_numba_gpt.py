@@ -262,8 +262,9 @@ def test_float32_gradients_match_float64(tiny_params):
     float32 has a 24-bit significand (ε = 6e-8). Each product here sums at most a few
     hundred terms, so its rounding error is a few ε relative to the size of its terms;
     through the few dozen layers of the backward these grow to ~1e-6 of a tensor's
-    largest entry (measured 1e-7 to 2e-6). 2e-5 leaves a safety factor of ~10, and is
-    far below what a wrong formula gives (the dropped K/V term: 1e-3 and more).
+    largest entry (measured: at most 6.5e-7 here, 7.5e-7 at n_embd 128, 4 layers,
+    768 tokens). 2e-5 leaves a safety factor of ~30, and is far below what a wrong
+    formula gives (the dropped K/V term: 1e-3 and more).
     """
     rng = np.random.default_rng(3)
     for batch in (random_batch(tiny_params.config, rng, 4), random_batch(tiny_params.config, rng, 1)):
@@ -287,7 +288,11 @@ def test_float32_gradients_match_finite_differences_of_float64(tiny_params):
 
 
 def test_a_float32_run_tracks_the_float64_run():
-    """200 steps at batch 8 from one seed: the losses of the two runs stay within 1e-3 of each other."""
+    """200 steps at batch 8 from one seed: the losses of the two runs stay within 1e-5 of each other.
+
+    Measured: at most 2.1e-7 apart (mean 2.8e-8); the runs drift apart slowly, as the rounding
+    differences are fed back through the updates, so the bound leaves a factor of ~50.
+    """
     _, config, documents = names_setup()
     train_config = TrainConfig(steps=200, batch_size=8, seed=0)
     losses = {}
@@ -295,7 +300,7 @@ def test_a_float32_run_tracks_the_float64_run():
         params = Params.init(config, np.random.default_rng(train_config.seed))
         losses[dtype] = np.array([r.loss for r in train_steps(NumbaBackend(dtype), params, Adam(params.size),
                                                               documents, train_config)])
-    assert np.abs(losses["float32"] - losses["float64"]).max() <= 1e-3
+    assert np.abs(losses["float32"] - losses["float64"]).max() <= 1e-5
     assert losses["float32"][-20:].mean() < losses["float32"][:20].mean() - 0.5
 
 
