@@ -615,6 +615,10 @@ class NumbaDecoder:
         self.positions = np.arange(self.block_size, dtype=np.int64)
         self.pos = 0
 
+    def reset(self):
+        """Forget every position: the next step is position 0 again (its rows are overwritten as it goes)."""
+        self.pos = 0
+
     def step(self, token_id):
         """Logits (V,) as a float64 array for the token after `token_id`."""
         if self.pos >= self.block_size:

@@ -88,6 +88,14 @@ def test_decoder_logits_equal_a_full_forward(tiny_params):
         decoder.step(0)
 
 
+def test_a_reset_decoder_starts_again_at_position_0(tiny_params):
+    decoder = NumbaBackend().decoder(tiny_params)
+    first = [decoder.step(token) for token in (6, 2, 3)]
+    decoder.reset()
+    again = [decoder.step(token) for token in (6, 2, 3)]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+
+
 def test_decoders_of_both_engines_agree(tiny_params):
     scalar, numba = ScalarBackend().decoder(tiny_params), NumbaBackend().decoder(tiny_params)
     for token in [6, 5, 4, 0, 2]:
@@ -201,9 +209,15 @@ def test_shards_are_whole_sequences_of_about_equal_size():
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_the_threaded_step_agrees_with_the_one_thread_step(tiny_params, dtype):
-    """Shards on threads: the same loss and gradients to 1e-12 (float64), bit-identical from run to run."""
+def test_the_threaded_step_agrees_with_the_one_thread_step(tiny_params, dtype, monkeypatch):
+    """Shards on threads: the same loss and gradients to 1e-12 (float64), bit-identical from run to run.
+
+    Vectors are split among the threads whatever their size here, so that the shard sum and
+    float32's weight copy also take their threaded path.
+    """
+    from microgpt import numba_gpt
     from microgpt.numba_prepare import Workers
+    monkeypatch.setattr(numba_gpt, "THREADED_VECTOR_MIN_SIZE", 1)
     rng = np.random.default_rng(5)
     batch = random_batch(tiny_params.config, rng, 7)
     serial, threaded = NumbaBackend(dtype), NumbaBackend(dtype)
