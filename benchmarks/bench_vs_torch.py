@@ -18,9 +18,9 @@ the same machine load, each in a fresh process with no environment variable set:
   ignored), as a PyTorch user would write it, with scaled_dot_product_attention.
 
 The text shape (nanoGPT's Shakespeare recipe: 4 layers, 4 heads, n_embd 128, block
-64, batch 12) trains on 64-character windows of data/shakespeare.txt at seeded
-random offsets, written one per line, so that each sequence is BOS + 64 characters:
-65 tokens, 64 predictions, the shape of a stream window.
+64, batch 12) trains on data/shakespeare.txt read as one character stream (`--data
+text`): each step takes 12 windows of 65 characters at seeded random offsets.
+Neither side evaluates, samples or saves while it is timed.
 
 Useful GFLOP/s are `microgpt.flops.training_flops` of the steps' batches over the
 time per step; the peak is the best of a large square matrix product on this
@@ -30,21 +30,20 @@ machine (BLAS, all cores), measured at the start.
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-NAMES = os.path.join(ROOT, "data", "names.txt")
-SHAKESPEARE = os.path.join(ROOT, "data", "shakespeare.txt")
+# the files, and how `train --data` reads them: one document per line, or one character stream
+DATA = {"names": (os.path.join(ROOT, "data", "names.txt"), "lines"),
+        "text": (os.path.join(ROOT, "data", "shakespeare.txt"), "text")}
 # (n_embd, n_head, n_layer, block_size, batch_size, data): the issue's four configs on names, and the text shape
 CONFIGS = (
     (16, 4, 1, 16, 1, "names"),
@@ -54,43 +53,27 @@ CONFIGS = (
     (128, 4, 4, 64, 12, "text"),
 )
 SEED = 42
-WINDOWS = 4000          # windows of the text written to the training file
 
 
 # ---------------------------------------------------------------- the data
 
-def text_windows_file(directory, block_size=64):
-    """A file of WINDOWS lines, each block_size characters of Shakespeare from a seeded random offset.
-
-    Newlines become spaces (a line file cannot hold them): the vocabulary is the text's, less '\\n'.
-    """
-    with open(SHAKESPEARE, encoding="utf-8") as f:
-        text = f.read().replace("\n", " ")
-    starts = np.random.default_rng(SEED).integers(0, len(text) - block_size, size=WINDOWS)
-    path = os.path.join(directory, "shakespeare-windows.txt")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("".join(text[s:s + block_size] + "\n" for s in starts))
-    return path
-
-
-def setup(shape, data_path):
-    """(GPTConfig, Params, documents, TrainConfig) as `microgpt train` builds them for this shape and file."""
+def setup(shape, data):
+    """(GPTConfig, Params, data source, TrainConfig) as `microgpt train` builds them (nothing held out)."""
     from microgpt.config import GPTConfig, TrainConfig
-    from microgpt.data import Tokenizer, encode_documents, read_documents
+    from microgpt.data import load_data
     from microgpt.params import Params
 
     n_embd, n_head, n_layer, block_size, batch_size = shape
-    docs = read_documents(data_path)
-    tokenizer = Tokenizer.from_documents(docs)
-    config = GPTConfig(tokenizer.vocab_size, n_embd, n_head, n_layer, block_size)
+    path, mode = DATA[data]
+    source = load_data(path, block_size, mode=mode, val_fraction=0.0)
+    config = GPTConfig(source.tokenizer.vocab_size, n_embd, n_head, n_layer, block_size)
     train_config = TrainConfig(batch_size=batch_size, seed=SEED)
     params = Params.init(config, np.random.default_rng(train_config.seed), train_config.init_std)
-    return config, params, encode_documents(tokenizer, docs, block_size)[0], train_config
+    return config, params, source, train_config
 
 
-def batch_of(documents, train_config, step):
-    from microgpt.data import batch_indices
-    return [documents[i] for i in batch_indices(len(documents), train_config.seed, step, train_config.batch_size)]
+def batch_of(source, train_config, step):
+    return source.batch(step, train_config.batch_size, train_config.seed)
 
 
 # ---------------------------------------------------------------- PyTorch
@@ -134,8 +117,8 @@ def padded(batch):
     T = max(len(seq) for seq in batch) - 1
     tokens, targets = torch.zeros(len(batch), T, dtype=torch.long), torch.full((len(batch), T), -1)
     for b, seq in enumerate(batch):
-        tokens[b, :len(seq) - 1] = torch.tensor(seq[:-1])
-        targets[b, :len(seq) - 1] = torch.tensor(seq[1:])
+        seq = torch.as_tensor(np.asarray(seq, dtype=np.int64))
+        tokens[b, :len(seq) - 1], targets[b, :len(seq) - 1] = seq[:-1], seq[1:]
     return tokens, targets
 
 
@@ -149,23 +132,23 @@ def torch_grads(params, batch):
     return loss.item(), np.concatenate([weights[name.replace(".", "_")].grad.numpy().ravel() for name in params])
 
 
-def check_agreement(shape, data_path):
+def check_agreement(shape, data):
     """The relative difference of loss and gradients between microgpt (Numba, float64) and PyTorch on one batch."""
     from microgpt.backend import get_backend
     from microgpt.gradcheck import relative_difference
 
-    _, params, documents, train_config = setup(shape, data_path)
-    batch = batch_of(documents, train_config, 0)
+    _, params, source, train_config = setup(shape, data)
+    batch = batch_of(source, train_config, 0)
     loss, grads = get_backend("numba").loss_and_grads(params, batch)
     torch_loss, torch_grad = torch_grads(params, batch)
     return abs(loss - torch_loss) / abs(torch_loss), relative_difference(grads, torch_grad)
 
 
-def torch_worker(shape, data_path, steps, dtype):
+def torch_worker(shape, data, steps, dtype):
     """Train `steps` steps in PyTorch eager; print the seconds of each step as JSON (run in a fresh process)."""
     import torch
     torch.set_default_dtype(getattr(torch, dtype))
-    _, params, documents, train_config = setup(shape, data_path)
+    _, params, source, train_config = setup(shape, data)
     weights, forward = torch_model(params)
     optimizer = torch.optim.Adam(weights.values(), lr=train_config.lr, betas=(train_config.beta1, train_config.beta2),
                                  eps=train_config.eps)
@@ -174,12 +157,12 @@ def torch_worker(shape, data_path, steps, dtype):
         start = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = train_config.lr * (1 - step / steps)
-        loss = forward(*padded(batch_of(documents, train_config, step)))
+        loss = forward(*padded(batch_of(source, train_config, step)))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         seconds.append(time.perf_counter() - start)
-    print(json.dumps({"seconds": seconds, "threads": torch.get_num_threads(), "version": torch.__version__}))
+    print(json.dumps({"seconds": seconds, "threads": torch.get_num_threads()}))
 
 
 # ---------------------------------------------------------------- the runs
@@ -192,71 +175,31 @@ def clean_env():
     return env
 
 
-def train_accepts_dtype():
-    out = subprocess.run([sys.executable, "-m", "microgpt", "train", "--help"], env=clean_env(),
-                         capture_output=True, text=True)
-    return "--dtype" in out.stdout
-
-
-def microgpt_run(shape, data_path, steps, dtype, directory):
+def microgpt_run(shape, data, steps, dtype, directory):
     """Seconds of each step of `python -m microgpt train ... --backend numba`, from its log.csv."""
+    from microgpt.runlog import read_log
+
     n_embd, n_head, n_layer, block_size, batch_size = shape
-    run_dir = tempfile.mkdtemp(dir=directory)
-    command = [sys.executable, "-m", "microgpt", "train", data_path, "--backend", "numba", "--n-embd", n_embd,
-               "--n-head", n_head, "--n-layer", n_layer, "--block-size", block_size, "--batch-size", batch_size,
-               "--steps", steps, "--seed", SEED, "--out", os.path.join(run_dir, "run"), "--quiet",
-               "--samples", 0, "--save-every", 0]
-    if dtype != "float64":
-        command += ["--dtype", dtype]
+    path, mode = DATA[data]
+    run_dir = os.path.join(tempfile.mkdtemp(dir=directory), "run")
+    command = [sys.executable, "-m", "microgpt", "train", path, "--data", mode, "--val-fraction", 0,
+               "--backend", "numba", "--dtype", dtype, "--n-embd", n_embd, "--n-head", n_head,
+               "--n-layer", n_layer, "--block-size", block_size, "--batch-size", batch_size, "--steps", steps,
+               "--seed", SEED, "--out", run_dir, "--quiet", "--samples", 0, "--sample-every", 0, "--save-every", 0]
     subprocess.run(list(map(str, command)), env=clean_env(), check=True, capture_output=True)
-    from microgpt.train import read_log
-    return list(np.diff(read_log(os.path.join(run_dir, "run"))["seconds"], prepend=0.0))
+    return list(np.diff(read_log(os.path.join(run_dir, "log.csv"))["seconds"], prepend=0.0))
 
 
-def library_run(shape, data_path, steps, dtype):
-    """Seconds of each step of microgpt's own training loop (train.train_steps) in a fresh process, for
-    settings the train command does not offer yet."""
-    code = (f"import json, time, sys; sys.path.insert(0, {ROOT!r}); from benchmarks.bench_vs_torch import "
-            f"library_worker; library_worker({tuple(shape)!r}, {data_path!r}, {steps}, {dtype!r})")
-    out = subprocess.run([sys.executable, "-c", code], env=clean_env(), check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.splitlines()[-1])["seconds"]
-
-
-def library_worker(shape, data_path, steps, dtype):
-    from microgpt.backend import get_backend
-    from microgpt.optim import Adam
-    from microgpt.train import train_steps
-
-    _, params, documents, train_config = setup(shape, data_path)
-    backend = get_backend("numba", dtype)
-    backend.prepare(params, None)
-    seconds, start = [], time.perf_counter()
-    for _ in train_steps(backend, params, Adam(params.size), documents, replace(train_config, steps=steps)):
-        now = time.perf_counter()
-        seconds.append(now - start)
-        start = now
-    print(json.dumps({"seconds": seconds}))
-
-
-def torch_run(shape, data_path, steps, dtype):
+def torch_run(shape, data, steps, dtype):
     code = (f"import sys; sys.path.insert(0, {ROOT!r}); from benchmarks.bench_vs_torch import torch_worker; "
-            f"torch_worker({tuple(shape)!r}, {data_path!r}, {steps}, {dtype!r})")
+            f"torch_worker({tuple(shape)!r}, {data!r}, {steps}, {dtype!r})")
     out = subprocess.run([sys.executable, "-c", code], env=clean_env(), check=True, capture_output=True, text=True)
     return json.loads(out.stdout.splitlines()[-1])
 
 
 def ms_per_step(seconds, skip):
-    """Mean ms per step after the first `skip` steps (compiling, allocating, warming caches)."""
+    """Mean ms per step after the first `skip` steps (allocating, warming caches)."""
     return 1e3 * statistics.fmean(seconds[skip:])
-
-
-def matmul_peak(dtype, n=1024, repeats=5):
-    """Best GFLOP/s of an n×n matrix product through NumPy's BLAS with all its threads (fresh process)."""
-    code = (f"import numpy as np, time; a = np.random.rand({n}, {n}).astype('{dtype}'); b = a.copy(); a @ b; "
-            f"best = min((lambda t: (a @ b, time.perf_counter() - t)[1])(time.perf_counter()) "
-            f"for _ in range({repeats})); print(2 * {n}**3 / best / 1e9)")
-    out = subprocess.run([sys.executable, "-c", code], env=clean_env(), check=True, capture_output=True, text=True)
-    return float(out.stdout.strip())
 
 
 # ---------------------------------------------------------------- main
@@ -272,44 +215,39 @@ def main():
     parser.add_argument("--no-check", action="store_true", help="skip the loss and gradient agreement check")
     args = parser.parse_args()
 
-    from microgpt.bench import machine_description
+    import torch
+
+    from microgpt.bench import machine_description, matmul_peak
     from microgpt.flops import training_flops
 
     configs = [CONFIGS[i] for i in args.config] if args.config else CONFIGS
     print("\n".join(machine_description()))
-    import torch
     print(f"PyTorch {torch.__version__}, default threads {torch.get_num_threads()}; "
           f"microgpt: threads chosen by the backend (no environment variable set in either run)")
     peak = matmul_peak(args.dtype)
     print(f"peak: {peak:.0f} GFLOP/s ({args.dtype} 1024x1024 matrix product, NumPy's BLAS, all cores)")
-    with tempfile.TemporaryDirectory(prefix="bench-vs-torch-") as directory:
-        files = {"names": NAMES, "text": text_windows_file(directory)}
-        if not args.no_check:
-            print("\nagreement on the first batch, float64 (relative; must be <= 1e-12):")
-            for *shape, data in configs:
-                loss_rel, grads_rel = check_agreement(shape, files[data])
-                ok = loss_rel <= 1e-12 and grads_rel <= 1e-12
-                print(f"  {'/'.join(map(str, shape)):<16} {data:<6} loss {loss_rel:.1e}  grads {grads_rel:.1e}"
-                      f"  {'ok' if ok else 'FAILED'}")
-                if not ok:
-                    sys.exit(1)
-        run_microgpt = microgpt_run
-        if args.dtype != "float64" and not train_accepts_dtype():
-            print(f"\n(microgpt train has no --dtype option yet: the {args.dtype} runs use its training loop, "
-                  f"train.train_steps, in a fresh process instead of the command)")
-            run_microgpt = lambda shape, path, steps, dtype, _: library_run(shape, path, steps, dtype)  # noqa: E731
-        print(f"\n{args.dtype}; mean ms per step over steps {args.skip + 1}..{args.steps}, median of "
-              f"{args.repeats} runs each side, the two alternating")
-        print(f"{'config C/NH/L/T/B':<18}{'data':<7}{'microgpt':>10}{'PyTorch':>10}{'PyTorch/microgpt':>18}"
-              f"{'GFLOP/s':>9}{'of peak':>9}{'torch threads':>15}")
+    if not args.no_check:
+        print("\nagreement on the first batch, float64 (relative; must be <= 1e-12):")
         for *shape, data in configs:
-            config, _, documents, train_config = setup(shape, files[data])
-            flops = statistics.fmean(training_flops(config, [len(seq) - 1 for seq in batch_of(documents, train_config, s)])
+            loss_rel, grads_rel = check_agreement(shape, data)
+            ok = loss_rel <= 1e-12 and grads_rel <= 1e-12
+            print(f"  {'/'.join(map(str, shape)):<16} {data:<6} loss {loss_rel:.1e}  grads {grads_rel:.1e}"
+                  f"  {'ok' if ok else 'FAILED'}")
+            if not ok:
+                sys.exit(1)
+    print(f"\n{args.dtype}; mean ms per step over steps {args.skip + 1}..{args.steps}, median of "
+          f"{args.repeats} runs each side, the two alternating")
+    print(f"{'config C/NH/L/T/B':<18}{'data':<7}{'microgpt':>10}{'PyTorch':>10}{'PyTorch/microgpt':>18}"
+          f"{'GFLOP/s':>9}{'of peak':>9}{'torch threads':>15}")
+    with tempfile.TemporaryDirectory(prefix="bench-vs-torch-") as directory:
+        for *shape, data in configs:
+            config, _, source, train_config = setup(shape, data)
+            flops = statistics.fmean(training_flops(config, [len(seq) - 1 for seq in batch_of(source, train_config, s)])
                                      for s in range(args.skip, args.steps))
             ours, theirs, threads = [], [], None
             for _ in range(args.repeats):
-                ours.append(ms_per_step(run_microgpt(shape, files[data], args.steps, args.dtype, directory), args.skip))
-                result = torch_run(shape, files[data], args.steps, args.dtype)
+                ours.append(ms_per_step(microgpt_run(shape, data, args.steps, args.dtype, directory), args.skip))
+                result = torch_run(shape, data, args.steps, args.dtype)
                 theirs.append(ms_per_step(result["seconds"], args.skip))
                 threads = result["threads"]
             ms, torch_ms = statistics.median(ours), statistics.median(theirs)

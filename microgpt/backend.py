@@ -23,7 +23,8 @@ A backend is an object with these methods, so `train.py`, `evaluate.py` and
         optimizer's state are all finite.
 
     decoder(params) -> an object with step(token_id) -> logits (V,) float64 array,
-        which keeps its own KV cache: call it with the tokens of one sequence in order.
+        which keeps its own KV cache: call it with the tokens of one sequence in order;
+        and reset(), which empties the cache so the next step is position 0 again.
 
 A batch is a list of token sequences (lists or 1-D integer arrays), each of 2 to
 block_size + 1 tokens: a document [BOS] + chars + [BOS] (cut to the block), or a

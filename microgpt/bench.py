@@ -46,21 +46,19 @@ class Timing:
 
 
 def setup(shape, seed=0):
-    """Params, optimizer, documents and TrainConfig for shape = (C, NH, L, block_size, batch) on names.txt."""
+    """Params, optimizer, data and TrainConfig for shape = (C, NH, L, block_size, batch) on names.txt."""
     from microgpt.commands.train import BUNDLED_NAMES
     from microgpt.config import GPTConfig, TrainConfig
-    from microgpt.data import Tokenizer, read_documents
+    from microgpt.data import load_data
     from microgpt.optim import Adam
     from microgpt.params import Params
 
     n_embd, n_head, n_layer, block_size, batch_size = shape
-    docs = read_documents(BUNDLED_NAMES)
-    tokenizer = Tokenizer.from_documents(docs)
-    config = GPTConfig(tokenizer.vocab_size, n_embd, n_head, n_layer, block_size)
-    documents = [tokenizer.document(doc, block_size) for doc in docs]
+    data = load_data(BUNDLED_NAMES, block_size, mode="lines", val_fraction=0.0)
+    config = GPTConfig(data.tokenizer.vocab_size, n_embd, n_head, n_layer, block_size)
     train_config = TrainConfig(steps=10**9, batch_size=batch_size, seed=seed)
     params = Params.init(config, np.random.default_rng(seed), train_config.init_std)
-    return params, Adam(params.size), documents, train_config
+    return params, Adam(params.size), data, train_config
 
 
 def get_numba(dtype="float64", threads=None):
@@ -82,25 +80,24 @@ def time_steps(backend_name, shape, steps, repeats, budget_seconds=None, warm_up
     dtype and threads (None: the backend's choice) apply to the Numba backend.
     """
     from microgpt.backend import get_backend
-    from microgpt.data import batch_indices
     from microgpt.flops import training_flops
     from microgpt.train import train_steps
 
-    params, optimizer, documents, config = setup(shape)
+    params, optimizer, data, config = setup(shape)
     backend = get_numba(dtype, threads) if backend_name == "numba" else get_backend(backend_name)
     step = 0
     if warm_up:     # compile (or load) the kernels, warm the caches
-        next(train_steps(backend, params, optimizer, documents, config, 0, 1))
+        next(train_steps(backend, params, optimizer, data, config, 0, 1))
         step = 1
     runs, first, tokens, flops = [], step, 0, 0
     start = time.perf_counter()
     for _ in range(repeats):
         t0 = time.perf_counter()
-        for _ in train_steps(backend, params, optimizer, documents, config, step, step + steps):
+        for _ in train_steps(backend, params, optimizer, data, config, step, step + steps):
             pass
         runs.append((time.perf_counter() - t0) / steps)
         for s in range(step, step + steps):
-            lengths = [len(documents[i]) - 1 for i in batch_indices(len(documents), config.seed, s, config.batch_size)]
+            lengths = [len(seq) - 1 for seq in data.batch(s, config.batch_size, config.seed)]
             tokens += sum(lengths)
             flops += training_flops(params.config, lengths)
         step += steps
@@ -111,12 +108,9 @@ def time_steps(backend_name, shape, steps, repeats, budget_seconds=None, warm_up
 
 def time_loss_and_grads(shape, steps, repeats, dtype="float64", threads=None):
     """Median ms of the Numba backend's loss_and_grads alone on the batches of the first steps."""
-    from microgpt.data import batch_indices
-
-    params, _, documents, config = setup(shape)
+    params, _, data, config = setup(shape)
     backend = get_numba(dtype, threads)
-    batches = [[documents[i] for i in batch_indices(len(documents), config.seed, s, config.batch_size)]
-               for s in range(steps)]
+    batches = [data.batch(s, config.batch_size, config.seed) for s in range(steps)]
     backend.loss_and_grads(params, batches[0])
     runs = []
     for _ in range(repeats):
@@ -130,10 +124,10 @@ def time_loss_and_grads(shape, steps, repeats, dtype="float64", threads=None):
 def first_step(shape=(16, 4, 1, 16, 1), dtype="float64"):
     """Prepare the Numba backend as `microgpt train` does (train, eval and sample kernels) and take one step."""
     from microgpt.train import train_steps
-    params, optimizer, documents, config = setup(shape)
+    params, optimizer, data, config = setup(shape)
     backend = get_numba(dtype)
     backend.prepare(params, None)
-    next(train_steps(backend, params, optimizer, documents, config, 0, 1))
+    next(train_steps(backend, params, optimizer, data, config, 0, 1))
 
 
 def start_time(cache_dir, dtype="float64"):

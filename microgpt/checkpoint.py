@@ -4,8 +4,12 @@ A run directory holds one checkpoint made of two files:
 
     weights-{step:06d}-{sha8}.npz   every parameter by name, plus Adam's moments "adam.m", "adam.v"
     checkpoint.json                 format version, configs, tokenizer, step, Adam's t, the data
-                                    (file, number of documents, fingerprint), the backend, and the
-                                    name and SHA-256 of the weights file it belongs to
+                                    (file, mode, validation split, size, fingerprint), the backend
+                                    and dtype, metrics (the validation loss, for the best checkpoint),
+                                    and the name and SHA-256 of the weights file it belongs to
+
+A run directory keeps its latest checkpoint at the top and, when it measures a
+validation loss, the best one so far in best/ (the same two files).
 
 Each file is written to a temporary name, fsynced and renamed into place, and the
 JSON is written last: it is the commit point. A crash (or a full disk) at any
@@ -36,12 +40,15 @@ from dataclasses import MISSING, dataclass, fields
 import numpy as np
 
 from microgpt.config import GPTConfig, TrainConfig
-from microgpt.data import DataSource, Tokenizer
+from microgpt.data import MODES, DataSpec
 from microgpt.errors import MicrogptError, UsageError
+from microgpt.limits import check_size
 from microgpt.optim import Adam
 from microgpt.params import Params, param_shapes
+from microgpt.tokenizer import Tokenizer
 
-FORMAT_VERSION = 2          # 2 added "data" and "backend"; version 1 files still load
+FORMAT_VERSION = 3          # 2 added "data" and "backend"; 3 the data's mode and split, dtype, metrics
+BEST = "best"               # the subdirectory holding the best checkpoint
 CHECKPOINT_JSON = "checkpoint.json"
 WEIGHTS_PREFIX = "weights-"
 TMP_PREFIX = ".tmp-"
@@ -56,15 +63,22 @@ class Checkpoint:
     train_config: TrainConfig
     step: int = 0                  # optimisation steps completed
     optimizer: Adam = None         # its moments and t; None for a checkpoint made without one
-    data: DataSource = None        # the documents it trains on; None in format-1 checkpoints
-    backend: str = "scalar"        # the engine that computed its gradients
+    data: DataSpec = None          # the data it trains on; None in format-1 checkpoints
+    backend: str = "scalar"        # the engine that computes its gradients
+    dtype: str = "float64"         # the precision that engine computes in
+    metrics: dict = None           # e.g. {"val_loss": 2.31}: what was measured at this step, if anything
 
     @classmethod
-    def start(cls, config, train_config, tokenizer, data=None, backend="scalar"):
-        """Step 0 of a new run: weights from the seeded generator, a fresh Adam."""
+    def start(cls, config, train_config, tokenizer, data=None, backend="scalar", dtype="float64"):
+        """Step 0 of a new run: weights from the seeded generator, a fresh Adam(W)."""
         params = Params.init(config, np.random.default_rng(train_config.seed), train_config.init_std)
-        optimizer = Adam(params.size, train_config.beta1, train_config.beta2, train_config.eps)
-        return cls(params, tokenizer, train_config, 0, optimizer, data, backend)
+        return cls(params, tokenizer, train_config, 0, new_optimizer(params, train_config), data, backend, dtype)
+
+
+def new_optimizer(params, train_config):
+    """A fresh Adam(W) for `params` with the betas, eps and weight decay of `train_config`."""
+    return Adam(params.size, train_config.beta1, train_config.beta2, train_config.eps,
+                train_config.weight_decay, params.decay_mask())
 
 
 # ---------------------------------------------------------------- saving
@@ -87,9 +101,11 @@ def save_checkpoint(run_dir, checkpoint):
             _remove_quietly(os.path.join(run_dir, weights_name))  # never committed: not part of any checkpoint
         if not isinstance(e, OSError):
             raise
+        kept = ("the previous checkpoint there is left as it was" if _committed_weights(run_dir)
+                else "no checkpoint was saved")
         raise MicrogptError(
             f"cannot save the checkpoint of step {checkpoint.step} in {run_dir} ({_reason(e)}); "
-            f"the previous checkpoint there is left as it was: make room or fix the directory, then retry") from None
+            f"{kept}: make room or fix the directory, then retry") from None
     _remove_stale_files(run_dir, keep=weights_name)
 
 
@@ -118,6 +134,8 @@ def _meta(checkpoint, weights_name, weights_sha):
         "adam_t": None if checkpoint.optimizer is None else checkpoint.optimizer.t,
         "data": None if checkpoint.data is None else checkpoint.data.to_dict(),
         "backend": checkpoint.backend,
+        "dtype": checkpoint.dtype,
+        "metrics": checkpoint.metrics,
         "weights_file": weights_name,
         "weights_sha256": weights_sha,
     }
@@ -184,19 +202,6 @@ def _committed_weights(run_dir):
         return None
 
 
-def prepare_run_dir(run_dir):
-    """Create `run_dir` if needed and make sure a file can be written in it; UsageError if not."""
-    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
-        raise UsageError(f"--out {run_dir} is a file; give a directory")
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-        with tempfile.TemporaryFile(dir=run_dir, prefix=TMP_PREFIX):
-            pass
-    except OSError as e:
-        raise UsageError(f"cannot write to the run directory {run_dir} ({_reason(e)}); "
-                         f"choose a directory you can write to with --out") from None
-
-
 def _reason(e):
     return e.strerror or str(e) or type(e).__name__
 
@@ -231,7 +236,7 @@ def load_checkpoint(run_dir):
     arrays = _read_weights(run_dir, json_path, parsed["weights_file"], parsed["weights_sha256"])
     params, optimizer = _restore(arrays, parsed, json_path)
     return Checkpoint(params, parsed["tokenizer"], parsed["train"], parsed["step"], optimizer,
-                      parsed["data"], parsed["backend"])
+                      parsed["data"], parsed["backend"], parsed["dtype"], parsed["metrics"])
 
 
 def _read_json(json_path):
@@ -260,9 +265,17 @@ def _parse_meta(meta):
     """Every field of a checkpoint.json, type- and range-checked; raises _Bad naming the first bad one."""
     config = _config(GPTConfig, _get(meta, "model", dict), "model")
     train = _config(TrainConfig, _get(meta, "train", dict), "train")
-    chars = _get(_get(meta, "tokenizer", dict), "chars", str)
-    if len(set(chars)) != len(chars) or len(chars) + 1 != config.vocab_size:
-        raise _Bad(f"its tokenizer ({len(chars)} characters + BOS) does not match vocab_size {config.vocab_size}")
+    backend = _get(meta, "backend", str) if "backend" in meta else "scalar"
+    try:
+        check_size(config, train, backend if backend in ("scalar", "numba") else "numba")
+    except UsageError as e:   # refused before anything is allocated: a file can ask for any size
+        raise _Bad(str(e).split(";")[0]) from None
+    tokenizer_d = _get(meta, "tokenizer", dict)
+    chars = _get(tokenizer_d, "chars", str)
+    bos = _get(tokenizer_d, "bos", bool) if "bos" in tokenizer_d else True
+    if len(set(chars)) != len(chars) or len(chars) + bos != config.vocab_size:
+        raise _Bad(f"its tokenizer ({len(chars)} characters{' + BOS' if bos else ''}) "
+                   f"does not match vocab_size {config.vocab_size}")
     step = _get(meta, "step", int)
     if not 0 <= step <= train.steps:
         raise _Bad(f"step {step} is outside 0..{train.steps}")
@@ -272,19 +285,18 @@ def _parse_meta(meta):
     weights_file = _get(meta, "weights_file", str)
     if os.path.basename(weights_file) != weights_file or not weights_file.endswith(".npz"):
         raise _Bad(f"weights_file {weights_file!r} is not the name of a .npz file in the run directory")
-    return {"model": config, "train": train, "tokenizer": Tokenizer(chars), "step": step,
-            "has_optimizer": adam_t is not None, "data": _data_source(meta.get("data")),
-            "backend": _get(meta, "backend", str) if "backend" in meta else "scalar",
+    return {"model": config, "train": train, "tokenizer": Tokenizer(chars, bos), "step": step,
+            "has_optimizer": adam_t is not None, "data": _data_spec(meta.get("data")),
+            "backend": backend, "dtype": _get(meta, "dtype", str) if "dtype" in meta else "float64",
+            "metrics": _metrics(meta.get("metrics")),
             "weights_file": weights_file, "weights_sha256": _get(meta, "weights_sha256", str)}
 
 
 def _get(d, key, kind):
+    """d[key] as `kind` (int, float, str, bool or dict), or _Bad saying it is missing or what it should be."""
     if key not in d:
         raise _Bad(f'"{key}" is missing')
-    value = d[key]
-    if kind is int and not _is_int(value) or kind is not int and not isinstance(value, kind):
-        raise _Bad(f'"{key}" should be {kind.__name__}, not {value!r:.40}')
-    return value
+    return _typed(d[key], kind, key)
 
 
 def _is_int(value):
@@ -314,27 +326,47 @@ def _config(cls, d, section):
         raise _Bad(f'"{section}": {e}') from None
 
 
+_KIND_NAMES = {int: "a whole number", float: "a finite number", str: "a string", bool: "true or false",
+               dict: "an object"}
+
+
 def _typed(value, kind, where):
-    """`value` as `kind` (int, float, str or bool), or _Bad saying what it should be."""
+    """`value` as `kind` (int, float, str, bool or dict), or _Bad saying what it should be."""
     if kind is float and _is_int(value):
         value = float(value)
     ok = {int: _is_int(value), float: isinstance(value, float) and math.isfinite(value),
-          str: isinstance(value, str), bool: isinstance(value, bool)}.get(kind, False)
+          str: isinstance(value, str), bool: isinstance(value, bool), dict: isinstance(value, dict)}.get(kind, False)
     if not ok:
-        name = "finite float" if kind is float else kind.__name__
-        raise _Bad(f'"{where}" should be a {name}, not {value!r:.40}')
+        raise _Bad(f'"{where}" should be {_KIND_NAMES[kind]}, not {value!r:.40}')
     return value
 
 
-def _data_source(d):
+def _data_spec(d):
+    """The run's DataSpec; a format-2 "data" (path, num_documents, sha256) is a file of lines, nothing held out."""
     if d is None:
         return None
     if not isinstance(d, dict):
         raise _Bad('"data" should be an object')
-    source = DataSource(_get(d, "path", str), _get(d, "num_documents", int), _get(d, "sha256", str))
-    if source.num_documents < 1:
-        raise _Bad('"data.num_documents" should be at least 1')
-    return source
+    if "num_documents" in d:
+        spec = DataSpec(_get(d, "path", str), "lines", 0.0, _get(d, "num_documents", int), _get(d, "sha256", str))
+    else:
+        spec = DataSpec(_get(d, "path", str), _get(d, "mode", str), _get(d, "val_fraction", float),
+                        _get(d, "size", int), _get(d, "sha256", str))
+    if spec.mode not in MODES:
+        raise _Bad(f'"data.mode" should be one of {", ".join(MODES)}, not {spec.mode!r:.40}')
+    if not 0 <= spec.val_fraction <= 0.5:
+        raise _Bad('"data.val_fraction" should be between 0 and 0.5')
+    if spec.size < 1:
+        raise _Bad('"data.size" should be at least 1')
+    return spec
+
+
+def _metrics(d):
+    if d is None:
+        return None
+    if not isinstance(d, dict):
+        raise _Bad('"metrics" should be an object')
+    return {str(name): _typed(value, float, f"metrics.{name}") for name, value in d.items()}
 
 
 def _read_weights(run_dir, json_path, weights_file, expected_sha):
@@ -381,7 +413,6 @@ def _restore(arrays, meta, json_path):
         params[name][...] = arrays[name]
     optimizer = None
     if meta["has_optimizer"]:
-        train = meta["train"]
-        optimizer = Adam(size, train.beta1, train.beta2, train.eps)
+        optimizer = new_optimizer(params, meta["train"])
         optimizer.load_state_dict({"m": arrays["adam.m"], "v": arrays["adam.v"], "t": meta["step"]})
     return params, optimizer

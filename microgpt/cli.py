@@ -15,7 +15,7 @@ import sys
 
 from microgpt.errors import MicrogptError
 
-COMMANDS = ("train", "sample", "graph", "attention", "gradcheck", "bench")
+COMMANDS = ("train", "sample", "eval", "graph", "attention", "gradcheck", "bench")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -50,6 +50,7 @@ def build_parser():
 
 def main(argv=None):
     """Run one command; returns the exit code (argparse's own exits included, so tests can call this)."""
+    survive_any_encoding()
     try:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as e:  # argparse printed --help, or its one-line usage error
@@ -62,6 +63,18 @@ def main(argv=None):
         message, code = explain(e)
         print(f"microgpt {args.command}: {message}", file=sys.stderr)
         return code
+
+
+def survive_any_encoding():
+    """Make stdout and stderr write characters their encoding lacks as escapes (β -> \\u03b2) instead
+    of crashing: Windows redirects output as cp1252, and a vocabulary can hold any character."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):   # a closed stream: nothing will be written to it anyway
+                pass
 
 
 def explain(error):
@@ -91,6 +104,18 @@ def non_negative_int(text):
 
 def positive_float(text):
     return _number(text, float, "a number", lambda v: v > 0 and v != float("inf"), "positive and finite")
+
+
+def non_negative_float(text):
+    return _number(text, float, "a number", lambda v: 0 <= v < float("inf"), "0 or more, and finite")
+
+
+def float_in(low, high, include_high=True):
+    """An argparse type: a number from low to high (high itself only if include_high)."""
+    def parse(text):
+        ok = (lambda v: low <= v <= high) if include_high else (lambda v: low <= v < high)
+        return _number(text, float, "a number", ok, f"at least {low:g} and {'at most' if include_high else 'below'} {high:g}")
+    return parse
 
 
 def _number(text, kind, kind_name, ok, range_name):

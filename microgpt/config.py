@@ -52,6 +52,8 @@ class TrainConfig:
     min_lr: float = 0.0      # the learning rate the schedule ends at
     grad_clip: float = 0.0   # scale the gradient down to this global L2 norm when it is larger; 0: never
     weight_decay: float = 0.0  # AdamW's decoupled decay of the weight matrices per unit of lr; 0: none
+    eval_every: int = 0      # measure validation and training loss every this many steps; 0: never
+    eval_tokens: int = 4096  # predictions in each evaluation sample (validation, and training alike)
 
     def validate(self):
         if self.steps < 1:
@@ -80,6 +82,10 @@ class TrainConfig:
         if not 0 <= self.weight_decay * self.lr < 1:
             raise UsageError(f"weight_decay must be 0 or more, and lr × weight_decay below 1 "
                              f"(each step keeps 1 - lr·weight_decay of a weight), got {self.weight_decay}")
+        if self.eval_every < 0:
+            raise UsageError(f"eval_every must be 0 (never) or more, got {self.eval_every}")
+        if self.eval_tokens < 1:
+            raise UsageError(f"eval_tokens must be at least 1, got {self.eval_tokens}")
         return self
 
     def to_dict(self):

@@ -18,6 +18,7 @@ checkpoint one array, and a gradient check a loop over names.
 """
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -35,6 +36,14 @@ def param_shapes(config):
         shapes[f"layer{i}.mlp_fc2"] = (C, 4 * C)
     shapes["lm_head"] = (V, C)
     return shapes
+
+
+def count_parameters(config):
+    """The number of parameters of `config`, without listing every layer of a (possibly absurd) model:
+    the count with 0 layers plus n_layer times what one layer adds."""
+    def size(n_layer):
+        return sum(math.prod(shape) for shape in param_shapes(replace(config, n_layer=n_layer)).values())
+    return size(0) + config.n_layer * (size(1) - size(0))
 
 
 class Params:
@@ -69,6 +78,14 @@ class Params:
         start = self.offsets[name]
         shape = self.shapes[name]
         return vector[start:start + math.prod(shape)].reshape(shape)
+
+    def decay_mask(self):
+        """(P,) bool: True for the entries of matrices, the weights AdamW decays (not biases or gains)."""
+        mask = np.zeros(self.size, dtype=bool)
+        for name, shape in self.shapes.items():
+            if len(shape) == 2:
+                self.view_of(mask, name)[...] = True
+        return mask
 
     def __getitem__(self, name):
         return self._views[name]

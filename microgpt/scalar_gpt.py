@@ -194,7 +194,11 @@ class ScalarDecoder:
 
     def __init__(self, model):
         self.model = model
-        self.cache = KVCache(model.config.n_layer)
+        self.reset()
+
+    def reset(self):
+        """Forget every position: the next step is position 0 again (the model's weights stay)."""
+        self.cache = KVCache(self.model.config.n_layer)
         self.pos = 0
 
     def step(self, token_id):

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from microgpt import checkpoint as ckpt
 from microgpt.checkpoint import CHECKPOINT_JSON, Checkpoint, load_checkpoint, save_checkpoint
 from microgpt.config import TrainConfig
-from microgpt.data import DataSource, Tokenizer
+from microgpt.data import DataSpec
+from microgpt.tokenizer import Tokenizer
 from microgpt.errors import MicrogptError
 from tests.runhelpers import assert_clean_error, run_main, snapshot, train
 
@@ -22,7 +23,7 @@ def run(tiny_config):
     """A checkpoint at step 3 with non-trivial Adam moments."""
     tokenizer = Tokenizer("abcdef")  # 6 characters + BOS = tiny_config.vocab_size
     state = Checkpoint.start(tiny_config, TrainConfig(steps=10, seed=5), tokenizer,
-                             DataSource("/data/x.txt", 4, "ab" * 32), "scalar")
+                             DataSpec("/data/x.txt", "lines", 0.1, 4, "ab" * 32), "scalar")
     for _ in range(3):
         advance(state)
     return state
@@ -86,9 +87,26 @@ def test_a_new_save_replaces_the_old_weights_and_leftover_temp_files(run, saved)
 
 
 def test_a_format_1_checkpoint_still_loads(saved):
-    rewrite_json(saved, lambda m: (m.update(format_version=1), m.pop("data"), m.pop("backend")))
+    rewrite_json(saved, lambda m: (m.update(format_version=1), m.pop("data"), m.pop("backend"), m.pop("dtype"),
+                                   m.pop("metrics"), m["tokenizer"].pop("bos")))
     loaded = load_checkpoint(str(saved))
-    assert loaded.data is None and loaded.backend == "scalar"
+    assert loaded.data is None and loaded.backend == "scalar" and loaded.dtype == "float64"
+    assert loaded.tokenizer.bos == 6
+
+
+def test_a_format_2_checkpoint_loads_as_a_run_on_lines_with_nothing_held_out(saved):
+    """Format 2 recorded the data as (path, num_documents, sha256) and trained on every document."""
+    def as_format_2(meta):
+        meta.update(format_version=2, data={"path": "/data/x.txt", "num_documents": 4, "sha256": "ab" * 32})
+        for name in ("dtype", "metrics"):
+            meta.pop(name)
+        meta["tokenizer"].pop("bos")
+        for name in ("warmup", "schedule", "min_lr", "grad_clip", "weight_decay", "eval_every", "eval_tokens"):
+            meta["train"].pop(name)
+    rewrite_json(saved, as_format_2)
+    loaded = load_checkpoint(str(saved))
+    assert loaded.data == DataSpec("/data/x.txt", "lines", 0.0, 4, "ab" * 32)
+    assert loaded.train_config == TrainConfig(steps=10, seed=5)        # new fields at their defaults: off
 
 
 # ---------------------------------------------------------------- a full disk during a save
@@ -146,7 +164,7 @@ def test_a_full_disk_during_training_is_one_line_and_keeps_the_last_checkpoint(n
             monkeypatch.setattr(ckpt.os, "fdopen", FullDisk(os.fdopen, 500))
         real_save(run_dir, state)
 
-    monkeypatch.setattr("microgpt.train.save_checkpoint", save)
+    monkeypatch.setattr("microgpt.run.save_checkpoint", save)
     code, _, err = run_main("train", names_file, "--out", out, "--steps", 20, "--save-every", 5,
                             "--n-embd", 8, "--n-head", 2, "--quiet")
     assert_clean_error(code, err, exit_code=1)
@@ -252,8 +270,9 @@ json_values = st.recursive(
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.sampled_from([("format_version",), ("model",), ("model", "n_embd"), ("model", "vocab_size"),
                              ("train",), ("train", "steps"), ("train", "beta1"), ("tokenizer", "chars"),
-                             ("step",), ("adam_t",), ("data",), ("data", "num_documents"), ("backend",),
-                             ("weights_file",), ("weights_sha256",)]),
+                             ("step",), ("adam_t",), ("data",), ("data", "size"), ("data", "mode"),
+                             ("data", "val_fraction"), ("backend",), ("dtype",), ("metrics",),
+                             ("tokenizer", "bos"), ("train", "schedule"), ("weights_file",), ("weights_sha256",)]),
        value=json_values)
 def test_any_field_replaced_by_any_json_gives_a_clean_answer(saved, path, value):
     original = (saved / CHECKPOINT_JSON).read_bytes()
@@ -286,11 +305,26 @@ def test_garbage_files_give_one_line_from_the_cli(saved, garbage, which):
 
 
 def test_a_trained_run_holds_what_the_docs_say(names_file, tmp_path):
-    """The JSON of a real run: data file and fingerprint, backend, step = adam_t = steps."""
+    """The JSON of a real run: data file, mode, split and fingerprint, backend, step = adam_t = steps."""
     train(names_file, tmp_path / "run", steps=6)
     meta = json.loads((tmp_path / "run" / CHECKPOINT_JSON).read_text())
-    assert meta["step"] == meta["adam_t"] == 6 and meta["backend"] == "scalar"
-    assert meta["data"]["path"] == str(names_file) and meta["data"]["num_documents"] == 16
-    assert sorted(os.listdir(tmp_path / "run")) == sorted([CHECKPOINT_JSON, meta["weights_file"],
-                                                           "log.csv", "loss.png"])
+    assert meta["step"] == meta["adam_t"] == 6 and meta["backend"] == "scalar" and meta["dtype"] == "float64"
+    assert meta["data"] == {"path": str(names_file), "mode": "lines", "val_fraction": 0.1, "size": 16,
+                            "sha256": meta["data"]["sha256"]}
+    assert meta["tokenizer"]["bos"] is True and meta["metrics"] is None
+    assert sorted(os.listdir(tmp_path / "run")) == sorted(
+        [CHECKPOINT_JSON, meta["weights_file"], "log.csv", "eval.csv", "baselines.json", "best", "loss.png",
+         ".lock", ".microgpt-run"])
+    best = json.loads((tmp_path / "run" / "best" / CHECKPOINT_JSON).read_text())
+    assert set(best["metrics"]) == {"train_loss", "val_loss"} and 1 <= best["step"] <= 6
     assert_clean_error(*run_main("sample", tmp_path / "run" / "log.csv")[::2], command="sample")
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda m: m["model"].update(n_layer=10**9), "parameters, more than"),
+    (lambda m: m["model"].update(block_size=10**9), "parameters, more than"),
+    (lambda m: m["train"].update(batch_size=10**9), "predictions is more than"),
+])
+def test_absurd_sizes_are_refused_before_anything_is_allocated(saved, change, fragment):
+    rewrite_json(saved, change)
+    expect_error(saved, "not a valid microgpt checkpoint", fragment)

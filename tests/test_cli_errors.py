@@ -29,9 +29,10 @@ def train_error(data, tmp_path, *extra, exit_code):
 @pytest.mark.parametrize("content, fragment", [
     (None, "no such file"),
     ("dir", "is a directory"),
-    (b"", "has no documents"),
+    (b"", "is empty"),
+    (b"\xef\xbb\xbf", "is empty (no characters after its byte-order mark)"),
     (b"  \n\n\t\r\n   \n", "has no documents"),
-    (b"emma\n\xff\xfeolivia\n", "is not UTF-8 text (bad byte at offset 5)"),
+    (b"emma\n\xff\xfeolivia\n", "is not UTF-8 text (a bad byte near offset 5)"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "looks like a binary file"),
 ])
 def test_bad_training_files(tmp_path, content, fragment):
@@ -43,12 +44,12 @@ def test_bad_training_files(tmp_path, content, fragment):
     assert fragment in train_error(path, tmp_path, exit_code=1)
 
 
-def test_a_single_50_mb_line_is_refused(tmp_path):
-    """One document per line is the contract: a 50 MB line is some other kind of file."""
+def test_a_single_50_mb_line_is_not_a_document(tmp_path):
+    """Read as lines, a 50 MB line is refused (it is some other kind of file); auto reads it as text."""
     path = tmp_path / "one-line.txt"
     path.write_bytes(b"abcdefghij" * 5_000_000)
-    err = train_error(path, tmp_path, exit_code=1)
-    assert "document 1 is 50,000,000 characters long" in err and "one document per line" in err
+    err = train_error(path, tmp_path, "--data", "lines", exit_code=1)
+    assert "a line of 50,000,000 characters is not a document" in err and "--data text" in err
 
 
 def test_a_line_at_the_limit_is_still_a_document(tmp_path):
@@ -92,7 +93,7 @@ def test_bad_option_values_are_usage_errors(names_file, tmp_path, option, value,
 
 @pytest.mark.parametrize("extra, fragment", [
     (("--n-embd", 10, "--n-head", 4), "n_embd (10) must be divisible by n_head (4): try --n-head 2"),
-    (("--batch-size", 17), "--batch-size 17 is more than the 16 documents"),
+    (("--batch-size", 15), "--batch-size 15 is more than the 14 training documents"),
     (("--n-embd", 512, "--n-head", 8, "--n-layer", 4), "more than the 1,000,000 the scalar backend can train"),
     (("--block-size", 10**9), "parameters, more than"),
     (("--n-layer", 10**12), "parameters, more than"),
@@ -114,7 +115,7 @@ def test_out_under_a_file(names_file, tmp_path):
     before = snapshot(tmp_path)
     code, _, err = run_main("train", names_file, "--out", tmp_path / "file" / "run", "--steps", 2, *TINY)
     assert_clean_error(code, err, exit_code=2)
-    assert "cannot write to the run directory" in err and "Not a directory" in err
+    assert "cannot create the run directory" in err and "Not a directory" in err
     assert snapshot(tmp_path) == before
 
 
@@ -124,7 +125,7 @@ def test_out_not_writable(names_file, tmp_path, monkeypatch):
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
 
     (tmp_path / "run").mkdir()
-    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    monkeypatch.setattr("microgpt.run.os.open", refuse)
     err = train_error(names_file, tmp_path, exit_code=2)
     assert "cannot write to the run directory" in err and "Permission denied" in err
 
@@ -138,7 +139,7 @@ def test_out_that_already_holds_a_run(names_file, tmp_path):
 def test_an_unexpected_os_error_is_one_line(names_file, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise OSError(errno.EIO, os.strerror(errno.EIO), "/dev/disk")
-    monkeypatch.setattr("microgpt.commands.train.read_documents", fail)
+    monkeypatch.setattr("microgpt.commands.train.load_data", fail)
     code, _, err = run_main("train", names_file, "--out", tmp_path / "run")
     assert_clean_error(code, err, exit_code=1)
     assert "Input/output error: /dev/disk" in err
@@ -150,7 +151,7 @@ def test_end_to_end_error_and_debug_traceback(tmp_path):
     missing = tmp_path / "missing.txt"
     result = run_cli("train", missing)
     assert result.returncode == 1 and result.stdout == ""
-    assert result.stderr == f"microgpt train: error: {missing}: no such file; give a text file with one name per line\n"
+    assert result.stderr == f"microgpt train: error: {missing}: no such file; give the path of a UTF-8 text file\n"
     debug = run_cli("--debug", "train", missing)
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "MicrogptError" in debug.stderr
 
@@ -185,7 +186,9 @@ def test_any_file_trains_or_fails_in_one_line(content):
 
 
 OPTIONS = ["--n-embd", "--n-head", "--n-layer", "--block-size", "--steps", "--lr", "--batch-size", "--seed",
-           "--save-every", "--stop-after", "--samples", "--temperature", "--backend"]
+           "--save-every", "--stop-after", "--samples", "--temperature", "--backend", "--data", "--val-fraction",
+           "--warmup", "--schedule", "--min-lr", "--grad-clip", "--weight-decay", "--eval-every", "--eval-tokens",
+           "--sample-every", "--dtype"]
 values = (st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
           | st.integers(-10, 12).map(str)
           | st.integers(10**7, 10**30).map(str)

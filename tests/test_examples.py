@@ -15,5 +15,6 @@ def test_train_names_trains_and_samples(capsys):
     module = runpy.run_path(f"{REPO_ROOT}/examples/train_names.py")
     module["main"](steps=20)
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("32000 names, 4192 parameters, 20 steps")
+    assert out[0] == "32,000 documents, 2,000 held out for validation, 4192 parameters, 20 steps"
+    assert any(line.startswith("validation loss on 256 held-out predictions: ") for line in out)
     assert out[-1].strip() and len([line for line in out if line.startswith("   ")]) == 10

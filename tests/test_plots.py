@@ -7,7 +7,7 @@ import pytest
 
 from microgpt.checkpoint import Checkpoint, save_checkpoint
 from microgpt.config import TrainConfig
-from microgpt.data import Tokenizer
+from microgpt.tokenizer import Tokenizer
 from microgpt.viz.capture import capture_forward
 from microgpt.viz.plots import attention_figure, loss_figure, plot_attention, save, smooth
 
@@ -26,18 +26,31 @@ def test_smooth_follows_a_constant_from_the_first_step():
     np.testing.assert_allclose(smooth([2.0] * 50), [2.0] * 50, rtol=1e-12)
 
 
-def test_loss_figure_has_raw_smoothed_baseline_and_lr(tmp_path):
-    steps = list(range(1, 101))
-    log = {"step": steps, "loss": [3.3 - 0.01 * s + 0.1 * math.sin(s) for s in steps],
-           "lr": [0.01 * (1 - (s - 1) / 100) for s in steps]}
-    fig = loss_figure(log, vocab_size=27)
+def test_loss_figure_has_curves_evaluations_yardsticks_and_lr(tmp_path):
+    steps = np.arange(1, 101)
+    log = {"step": steps, "loss": 3.3 - 0.01 * steps + 0.1 * np.sin(steps), "lr": 0.01 * (1 - (steps - 1) / 100)}
+    evals = {"step": np.array([0, 50, 100]), "train_loss": np.array([3.3, 2.6, 2.3]),
+             "val_loss": np.array([3.31, 2.7, 2.5])}
+    baselines = {"uniform": math.log(27), "unigram": 2.85, "bigram": 2.45}
+    fig = loss_figure(log, 27, evals, baselines)
     ax, lr_ax = fig.axes
-    labels = {line.get_label(): line for line in ax.get_lines()}
-    assert {"loss", "loss (smoothed)"} <= set(labels)
-    baseline = next(line for line in ax.get_lines() if line.get_linestyle() == "--")
-    np.testing.assert_allclose(baseline.get_ydata(), math.log(27), rtol=1e-12)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    np.testing.assert_allclose(lines["training loss (each batch)"].get_ydata(), log["loss"], rtol=1e-12)
+    np.testing.assert_allclose(lines["training loss (smoothed)"].get_ydata(), smooth(log["loss"]), rtol=1e-12)
+    np.testing.assert_allclose(lines["validation"].get_ydata(), evals["val_loss"], rtol=1e-12)
+    np.testing.assert_allclose(lines["training sample"].get_xdata(), evals["step"], rtol=1e-12)
+    for label, value in (("uniform guess: ln 27 = 3.30", math.log(27)), ("unigram: 2.85", 2.85),
+                         ("bigram: 2.45", 2.45)):
+        np.testing.assert_allclose(lines[label].get_ydata(), value, rtol=1e-12)
     np.testing.assert_allclose(lr_ax.get_lines()[0].get_ydata(), log["lr"], rtol=1e-12)
     assert save(fig, tmp_path / "loss.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_loss_figure_without_evaluations_still_shows_the_uniform_guess():
+    log = {"step": np.arange(1, 4), "loss": np.array([3.0, 2.9, 2.8]), "lr": np.array([0.01, 0.005, 0.0])}
+    ax = loss_figure(log, 7).axes[0]
+    assert {line.get_label() for line in ax.get_lines()} == {
+        "training loss (each batch)", "training loss (smoothed)", "uniform guess: ln 7 = 1.95"}
 
 
 def test_attention_figure_is_a_layer_by_head_grid_labelled_with_characters(tmp_path, tiny_params, tiny_config):
@@ -72,7 +85,7 @@ def test_attention_command(cli, run_dir, tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["nowhere", "abc"], "not a run directory"),
-    (["RUN", "xyz"], "character 'x' is not in the vocabulary"),
+    (["RUN", "xyz"], "not in the vocabulary: 'x', 'y', 'z'"),
     (["RUN", "abc", "--out", "att.svg"], "ending in .png"),
 ])
 def test_attention_command_errors_are_one_line(cli, run_dir, tmp_path, args, message):

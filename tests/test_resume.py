@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from microgpt.checkpoint import CHECKPOINT_JSON, Checkpoint, load_checkpoint
-from microgpt.config import GPTConfig, TrainConfig
-from microgpt.data import Tokenizer
+from microgpt.config import TrainConfig
+from microgpt.data import load_data
+from microgpt.run import RunDirectory, RunOptions, stop_signals, train_run
+from microgpt.runlog import read_log as read_csv
 from microgpt.scalar_gpt import ScalarBackend
-from microgpt.train import Diverged, deferred_interrupt, read_log, train
+from microgpt.train import Diverged
 from tests.conftest import NAMES
 from tests.runhelpers import TINY, assert_clean_error, run_main, snapshot
 from tests.runhelpers import train as train_cli
@@ -22,8 +24,13 @@ STEPS = 40
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def read_log(run_dir):
+    return read_csv(os.path.join(run_dir, "log.csv"))
+
+
 def assert_same_run(a, b):
-    """Two run directories that trained the same steps: losses to 1e-12, the same weights and Adam state."""
+    """Two run directories that trained the same steps: losses and evaluations to 1e-12, the same
+    weights and Adam state."""
     log_a, log_b = read_log(a), read_log(b)
     np.testing.assert_array_equal(log_a["step"], np.arange(1, STEPS + 1))
     np.testing.assert_array_equal(log_b["step"], np.arange(1, STEPS + 1))
@@ -35,6 +42,9 @@ def assert_same_run(a, b):
     np.testing.assert_allclose(cb.params.flat, ca.params.flat, rtol=0, atol=1e-12)
     np.testing.assert_allclose(cb.optimizer.m, ca.optimizer.m, rtol=0, atol=1e-12)
     np.testing.assert_allclose(cb.optimizer.v, ca.optimizer.v, rtol=0, atol=1e-12)
+    eval_a, eval_b = (read_csv(os.path.join(d, "eval.csv")) for d in (a, b))
+    np.testing.assert_array_equal(eval_b["step"], eval_a["step"])
+    np.testing.assert_allclose(eval_b["val_loss"], eval_a["val_loss"], rtol=0, atol=1e-12)
 
 
 def reference_run(tmp_path_factory, backend):
@@ -111,7 +121,7 @@ def test_ctrl_c_in_a_real_training_process_saves_and_resumes_exactly(names_file,
     assert "Traceback" not in stderr
     saved_step = load_checkpoint(str(out)).step
     assert 3 <= saved_step < STEPS, "the run finished before the signal: make it longer"
-    assert f"interrupted: saved the checkpoint of step {saved_step} of {STEPS}" in stderr
+    assert f"interrupted by Ctrl-C: saved the checkpoint of step {saved_step} of {STEPS}" in stderr
     assert f"resume with: python -m microgpt train --resume {out}" in stderr
     assert len(read_log(out)["step"]) == saved_step  # the log stops where the checkpoint is
     train_cli_resume(out)
@@ -144,65 +154,85 @@ class InterruptAt(ScalarBackend):
 
 
 def start_run(tiny_config, steps=10):
-    tokenizer = Tokenizer("abcdef")
-    return Checkpoint.start(tiny_config, TrainConfig(steps=steps), tokenizer)
+    return Checkpoint.start(tiny_config, TrainConfig(steps=steps), tiny_data(tiny_config.block_size).tokenizer)
 
 
-DOCS = [[6, 0, 1, 6], [6, 2, 3, 4, 6], [6, 5, 6]]
+def tiny_data(block_size, tmp=[]):
+    """Documents over the characters "abcdef" (6 + BOS = tiny_config's vocabulary), nothing held out."""
+    import tempfile
+    if not tmp:
+        tmp.append(tempfile.mkdtemp())
+    path = os.path.join(tmp[0], "abcdef.txt")
+    with open(path, "w") as f:
+        f.write("ab\ncde\nf\nfade\n")
+    return load_data(path, block_size, mode="lines", val_fraction=0.0)
+
+
+def train_library(backend, run, run_dir, **options):
+    with RunDirectory.create(str(run_dir)) as directory:
+        return train_run(backend, run, tiny_data(run.params.config.block_size), directory,
+                         RunOptions(progress=False, **options))
 
 
 def test_ctrl_c_finishes_the_step_it_is_on_and_saves_it(tiny_config, tmp_path):
     run = start_run(tiny_config)
-    outcome = train(InterruptAt(3), run, DOCS, tmp_path, progress=False)
+    outcome = train_library(InterruptAt(3), run, tmp_path / "run")
     assert (outcome.status, outcome.step, run.step) == ("interrupted", 4, 4)
-    assert load_checkpoint(str(tmp_path)).step == 4
+    assert (outcome.signal, outcome.exit_code) == (signal.SIGINT, 130)
+    assert load_checkpoint(str(tmp_path / "run")).step == 4
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
 
 
 def test_a_second_ctrl_c_interrupts_at_once():
-    with deferred_interrupt() as interrupt:
+    with stop_signals() as stop:
         os.kill(os.getpid(), signal.SIGINT)
-        assert interrupt.requested
+        assert stop.signum == signal.SIGINT
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)  # the signal is handled before this ends
 
 
 class NaNAt(ScalarBackend):
-    """A backend whose gradient for `name` becomes NaN at step `at` (0-based)."""
+    """A backend whose gradient for `name` becomes NaN from the weights of step `at` (0-based) on.
+
+    It counts the weights it has seen rather than its calls: the check before a save
+    computes a gradient too, from the same weights as the step that follows it.
+    """
 
     def __init__(self, at, name):
         super().__init__()
-        self.at, self.name, self.calls = at, name, 0
+        self.at, self.name, self.seen, self.last = at, name, -1, None
 
     def loss_and_grads(self, params, batch):
+        if params.flat.tobytes() != self.last:
+            self.seen, self.last = self.seen + 1, params.flat.tobytes()
         loss, grads = super().loss_and_grads(params, batch)
-        if self.calls == self.at:
+        if self.seen == self.at:
             params.view_of(grads, self.name)[0, 0] = np.nan
-        self.calls += 1
         return loss, grads
 
 
 def test_divergence_names_the_step_and_parameter_and_keeps_the_last_checkpoint(tiny_config, tmp_path):
     run = start_run(tiny_config, steps=20)
     with pytest.raises(Diverged) as info:
-        train(NaNAt(7, "layer1.mlp_fc1"), run, DOCS, tmp_path, save_every=3, progress=False)
+        train_library(NaNAt(7, "layer1.mlp_fc1"), run, tmp_path / "run", save_every=3)
     assert (info.value.step, info.value.params) == (8, ["layer1.mlp_fc1"])
     message = str(info.value)
     assert "step 8" in message and "layer1.mlp_fc1" in message and "(step 6) is kept" in message
-    saved = load_checkpoint(str(tmp_path))
+    saved = load_checkpoint(str(tmp_path / "run"))
     assert saved.step == 6 and np.isfinite(saved.params.flat).all()
 
 
 def test_divergence_from_the_cli(names_file, tmp_path):
-    """An absurd learning rate: one line naming the step and the gradient, the checkpoint of step 1 kept."""
+    """An absurd learning rate: the first update leaves finite weights of ~1e300 whose gradients
+    overflow, so that state is not a good checkpoint: nothing is saved, and the line says why."""
     out = tmp_path / "run"
     code, _, err = run_main("train", names_file, "--out", out, "--steps", 20, "--lr", "1e300",
                             "--save-every", 1, *TINY)
     assert_clean_error(code, err, exit_code=1)
-    assert "training diverged at step 2" in err and "the gradient went non-finite in" in err
-    assert "the last good checkpoint (step 1) is kept" in err
-    assert load_checkpoint(str(out)).step == 1
+    assert "training diverged at step 1: the weights it reached give a non-finite loss or gradient" in err
+    assert "no checkpoint had been saved yet" in err
+    assert not (out / CHECKPOINT_JSON).exists()
 
 
 # ---------------------------------------------------------------- resume refuses what would not be exact
@@ -217,8 +247,11 @@ def half_run(names_file, tmp_path):
 @pytest.mark.parametrize("extra, fragment", [
     (("--block-size", 16), "--block-size 16 does not match the run's block_size 10"),
     (("--n-embd", 16), "--n-embd 16 does not match"),
-    (("--steps", 20), "--steps 20 does not match the run's steps 10"),
+    (("--warmup", 2), "--warmup 2 does not match the run's warmup 0"),
     (("--lr", "0.02"), "--lr 0.02 does not match"),
+    (("--val-fraction", "0.2"), "--val-fraction 0.2 does not match the run's val_fraction 0.1"),
+    (("--data", "text"), "--data text does not match the run's data lines"),
+    (("--steps", 5), "--steps 5 is not after step 5"),
     (("--stop-after", 5), "--stop-after 5 is not after step 5"),
     (("--out", "elsewhere"), "--out cannot be used with --resume"),
 ])
@@ -253,7 +286,7 @@ def test_resume_refuses_other_documents_with_the_same_vocabulary(half_run, names
     shuffled.write_text("\n".join(reversed(names_file.read_text().split())) + "\n")
     code, _, err = run_main("train", shuffled, "--resume", half_run, "--quiet")
     assert_clean_error(code, err, exit_code=2)
-    assert "different documents" in err
+    assert "holds different text" in err
 
 
 def test_resume_with_windows_line_endings_is_the_same_data(half_run, names_file, tmp_path):

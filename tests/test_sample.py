@@ -64,12 +64,31 @@ def test_tiny_and_huge_temperatures_do_not_break_sampling():
 @pytest.mark.parametrize("args, fragment", [
     (("--prompt", "emz"), "the prompt has 1 character(s) the model never saw: 'z'"),
     (("--prompt", "É!"), "'!', 'É'"),
-    (("--prompt", "a" * 10), "the prompt is 10 characters but the model's context is 10 tokens"),
+    (("--best", "--num", 1, "--prompt", "q"), "the prompt has 1 character(s) the model never saw: 'q'"),
 ])
 def test_bad_prompts(run_dir, args, fragment):
     code, _, err = run_main("sample", run_dir, *args)
     assert_clean_error(code, err, command="sample", exit_code=2)
     assert fragment in err
+
+
+def test_a_prompt_longer_than_the_context_slides_the_window(run_dir):
+    """block_size is 10: the model reads the prompt's last 10 characters and goes on from there."""
+    prompt = "emmaolivia" * 3
+    names = sample(run_dir, "--prompt", prompt, "--num", 3, "--max-new-tokens", 12)
+    assert all(name.startswith(prompt) and len(name) <= len(prompt) + 12 for name in names)
+    assert sample(run_dir, "--prompt", prompt, "--num", 3, "--max-new-tokens", 12, "--backend", "numba") == names
+
+
+def test_max_new_tokens_caps_a_name(run_dir):
+    assert all(len(name) <= 2 for name in sample(run_dir, "--num", 10, "--max-new-tokens", 2))
+
+
+def test_best_samples_from_the_best_checkpoint(run_dir):
+    from microgpt.checkpoint import load_checkpoint
+    best = load_checkpoint(str(run_dir / "best"))
+    assert best.metrics["val_loss"] > 0 and best.step <= 30
+    assert sample(run_dir, "--best", "--num", 4) == sample(run_dir / "best", "--num", 4)
 
 
 @pytest.mark.parametrize("args, exit_code", [

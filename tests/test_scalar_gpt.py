@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from microgpt.config import GPTConfig, TrainConfig
-from microgpt.data import Tokenizer, read_documents
+from microgpt.data import load_data
 from microgpt.optim import Adam
 from microgpt.params import Params
 from microgpt.scalar_gpt import ScalarBackend, ScalarGPT, param_labels
@@ -134,13 +134,11 @@ def test_golden_losses_of_the_default_run():
     These move only if the architecture, initialisation, data order or optimizer
     changes; if you changed one on purpose, update them and say why.
     """
-    docs = read_documents(f"{REPO_ROOT}/microgpt/assets/names.txt")
-    tokenizer = Tokenizer.from_documents(docs)
-    config, train_config = GPTConfig(tokenizer.vocab_size), TrainConfig()
+    data = load_data(f"{REPO_ROOT}/microgpt/assets/names.txt", block_size=16, mode="lines", val_fraction=0.0)
+    config, train_config = GPTConfig(data.tokenizer.vocab_size), TrainConfig()
     params = Params.init(config, np.random.default_rng(train_config.seed), train_config.init_std)
     optimizer = Adam(params.size, train_config.beta1, train_config.beta2, train_config.eps)
-    documents = [tokenizer.document(d, config.block_size) for d in docs]
-    steps = train_steps(ScalarBackend(), params, optimizer, documents, train_config)
+    steps = train_steps(ScalarBackend(), params, optimizer, data, train_config)
     losses = [next(steps).loss for _ in range(5)]
     golden = [3.4986614358328283, 3.38793311517646, 3.2359204741279948,
               3.2452242294869853, 3.204119541210442]

@@ -3,11 +3,12 @@
 import numpy as np
 
 from microgpt.config import GPTConfig, TrainConfig
-from microgpt.data import Tokenizer, read_documents
+from microgpt.data import load_data
 from microgpt.optim import Adam
 from microgpt.params import Params
+from microgpt.runlog import read_log
 from microgpt.scalar_gpt import ScalarBackend
-from microgpt.train import read_log, train_steps
+from microgpt.train import train_steps
 
 from tests.conftest import NAMES
 
@@ -27,7 +28,7 @@ def test_train_writes_a_run_and_prints_samples(cli, names_file, tmp_path):
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     header = (out / "log.csv").read_text().splitlines()[0]
     assert header.startswith("step,loss,lr")
-    log = read_log(out)
+    log = read_log(out / "log.csv")
     assert log["step"].tolist() == list(range(1, 31))
     np.testing.assert_allclose(log["lr"], [0.01 * (1 - s / 30) for s in range(30)], rtol=1e-12)
 
@@ -58,12 +59,10 @@ def test_bad_option_is_one_line_and_exit_2(cli, names_file):
 
 def test_training_lowers_the_loss(names_file):
     """200 steps on 16 names: the last 50 losses average well below the first 50."""
-    docs = read_documents(names_file)
-    tok = Tokenizer.from_documents(docs)
-    config = GPTConfig(tok.vocab_size, n_embd=8, n_head=2, block_size=8)
+    data = load_data(names_file, block_size=8, mode="lines", val_fraction=0.0)
+    config = GPTConfig(data.tokenizer.vocab_size, n_embd=8, n_head=2, block_size=8)
     tc = TrainConfig(steps=200, lr=0.02)
     params = Params.init(config, np.random.default_rng(0))
     optimizer = Adam(params.size, tc.beta1, tc.beta2, tc.eps)
-    documents = [tok.document(d, config.block_size) for d in docs]
-    losses = [r.loss for r in train_steps(ScalarBackend(), params, optimizer, documents, tc)]
+    losses = [r.loss for r in train_steps(ScalarBackend(), params, optimizer, data, tc)]
     assert np.mean(losses[-50:]) < np.mean(losses[:50]) - 0.5

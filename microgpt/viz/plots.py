@@ -28,25 +28,48 @@ def save(fig, path):
     return path
 
 
-def plot_loss(log, vocab_size, path):
-    """Write `loss_figure` to `path` (the loss.png of a run)."""
-    return save(loss_figure(log, vocab_size), path)
+def plot_run(run_dir, vocab_size, path):
+    """Write the loss figure of the run in `run_dir` (its log.csv, eval.csv and baselines.json) to `path`."""
+    import os
+
+    from microgpt.run import read_baselines
+    from microgpt.runlog import read_log
+
+    log = read_log(os.path.join(run_dir, "log.csv"))
+    if not log or not log["step"].size:
+        raise ValueError(f"{run_dir}/log.csv has no rows to plot")
+    evals = read_log(os.path.join(run_dir, "eval.csv")) or None
+    return save(loss_figure(log, vocab_size, evals, read_baselines(run_dir)), path)
 
 
-def loss_figure(log, vocab_size):
-    """Loss per step (raw and smoothed) with the learning rate, and the uniform baseline ln V.
+BASELINE_STYLES = {"uniform": ("gray", "--"), "unigram": ("tab:brown", ":"), "bigram": ("tab:purple", "-.")}
 
-    `log` is `train.read_log(run_dir)`. A model that learned nothing predicts every
-    token with probability 1/V, a loss of -ln(1/V) = ln V: the dashed line.
+
+def loss_figure(log, vocab_size, evals=None, baselines=None):
+    """Loss per step (raw and smoothed) with the learning rate, the evaluations, and the yardsticks.
+
+    `log` and `evals` are `runlog.read_log` tables of log.csv and eval.csv. A model
+    that learned nothing predicts every token with probability 1/V, a loss of
+    -ln(1/V) = ln V; the unigram and bigram lines (when the run measured them) show
+    what counting characters, or pairs of them, achieves on the validation data.
+    The gap between the training and validation curves is what the model memorised.
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     steps, loss = log["step"], log["loss"]
-    ax.plot(steps, loss, color="tab:blue", alpha=0.3, linewidth=0.8, label="loss")
-    ax.plot(steps, smooth(loss), color="tab:blue", linewidth=2, label="loss (smoothed)")
-    baseline = math.log(vocab_size)
-    ax.axhline(baseline, color="gray", linestyle="--", linewidth=1,
-               label=f"uniform guess: ln {vocab_size} = {baseline:.2f}")
+    ax.plot(steps, loss, color="tab:blue", alpha=0.3, linewidth=0.8, label="training loss (each batch)")
+    ax.plot(steps, smooth(loss), color="tab:blue", linewidth=2, label="training loss (smoothed)")
+    if evals is not None and evals.get("step", np.zeros(0)).size:
+        ax.plot(evals["step"], evals["train_loss"], "o-", color="tab:green", markersize=3, linewidth=1.2,
+                label="training sample")
+        ax.plot(evals["step"], evals["val_loss"], "o-", color="tab:red", markersize=3, linewidth=1.5,
+                label="validation")
+    lines = dict(baselines or {})
+    lines.setdefault("uniform", math.log(vocab_size))
+    for name, value in lines.items():
+        color, style = BASELINE_STYLES.get(name, ("gray", ":"))
+        label = f"uniform guess: ln {vocab_size} = {value:.2f}" if name == "uniform" else f"{name}: {value:.2f}"
+        ax.axhline(value, color=color, linestyle=style, linewidth=1, label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy loss (nats)")
     ax.grid(alpha=0.3)
@@ -54,10 +77,10 @@ def loss_figure(log, vocab_size):
     lr_ax.plot(steps, log["lr"], color="tab:orange", linewidth=1, label="learning rate")
     lr_ax.set_ylabel("learning rate", color="tab:orange")
     lr_ax.set_ylim(bottom=0)
-    lines = ax.get_legend_handles_labels()
-    lr_lines = lr_ax.get_legend_handles_labels()
-    ax.legend(lines[0] + lr_lines[0], lines[1] + lr_lines[1], loc="upper right", fontsize=8)
-    ax.set_title("training loss")
+    handles, labels = ax.get_legend_handles_labels()
+    lr_handles, lr_labels = lr_ax.get_legend_handles_labels()
+    ax.legend(handles + lr_handles, labels + lr_labels, loc="upper right", fontsize=8)
+    ax.set_title("loss")
     fig.tight_layout()
     return fig
 
