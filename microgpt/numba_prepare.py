@@ -97,6 +97,9 @@ def load_from_cache(dispatcher, args):
         return False
     if compiled is None:
         return False
+    # what Dispatcher.compile does with a cache hit: register the code so that functions
+    # compiled later can call it, then keep it as this signature's overload
+    dispatcher.targetctx.insert_user_function(compiled.entry_point, compiled.fndesc, [compiled.library])
     dispatcher.add_overload(compiled)
     return True
 
