@@ -6,7 +6,9 @@ A backend is an object with these methods, so `train.py`, `evaluate.py` and
     prepare(params, notify) -> None
         get ready to run models of params.config (the Numba backend compiles its
         kernels, or loads them from the disk cache); if that will take a noticeable
-        time it first calls notify(message) with one line saying so.
+        time it first calls notify(message) with one line saying so. The Numba
+        backend also takes uses=("train", "eval", "sample"), the subset a command
+        needs: `sample` need not compile the training kernels.
 
     loss(params, batch) -> float
         the mean cross-entropy over every next-token prediction in the batch, forward
@@ -40,7 +42,8 @@ def get_backend(name, dtype="float64"):
     """A fresh backend by name: "scalar" (the Value engine) or "numba" (the compiled kernels).
 
     dtype is the precision the backend computes in; the scalar engine (Python floats)
-    is float64 only.
+    is float64 only. Whatever the dtype, params.flat stays float64 (the master copy the
+    optimizer updates and checkpoints hold) and gradients come back as float64.
     """
     if name not in BACKENDS:
         raise UsageError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")

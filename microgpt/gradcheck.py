@@ -149,15 +149,12 @@ def gradcheck(params, batch, fd_per_tensor=None, rng=None):
 
     fd_per_tensor: difference only that many random entries of each tensor (None: all).
     """
-    from microgpt.numba_gpt import NumbaBackend, gpt_loss, layout_of, pack_batch
+    from microgpt.numba_gpt import NumbaBackend, flat_loss
     from microgpt.scalar_gpt import ScalarBackend
 
     loss_s, grads_s = ScalarBackend().loss_and_grads(params, batch)
     loss_n, grads_n = NumbaBackend().loss_and_grads(params, batch)
-    layout, packed = layout_of(params), pack_batch(batch, params.config.block_size)
-
-    def loss_of(flat):
-        return gpt_loss(flat, layout, packed)
+    loss_of = flat_loss(params, batch)
 
     probe = params.flat.copy()
     indices = fd_indices(params, rng or np.random.default_rng(0), fd_per_tensor)

@@ -30,10 +30,9 @@ import math
 
 import numpy as np
 
+from microgpt.constants import RMSNORM_EPS
 from microgpt.engine import Value, name_scope
 from microgpt.params import Params
-
-RMSNORM_EPS = 1e-5
 
 # What each name passed to `record` is, in the words of the math (drawings label values by it).
 ROLES = {
@@ -64,7 +63,6 @@ ROLES = {
     "loss.value": "−log p(target)",
     "loss.mean": "mean loss",
 }
-
 
 def atomic_sum(xs):
     """x_0 + x_1 + ... as a chain of binary + nodes."""

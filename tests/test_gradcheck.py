@@ -5,7 +5,7 @@ import numpy as np
 import microgpt.gradcheck as gc
 from microgpt.cli import main
 from microgpt.config import GPTConfig
-from microgpt.numba_gpt import gpt_loss, layout_of, pack_batch
+from microgpt.numba_gpt import flat_loss
 from microgpt.scalar_gpt import ScalarBackend
 
 
@@ -22,9 +22,7 @@ def test_a_wrong_gradient_is_caught(tiny_config):
     """Tiny errors in one tensor break the engine tolerance; larger ones the fd tolerance."""
     params, batch = gc.random_setup(tiny_config, batch_size=2, seed=2, init_std=0.3)
     _, grads = ScalarBackend().loss_and_grads(params, batch)
-    layout, packed = layout_of(params), pack_batch(batch, tiny_config.block_size)
-    fd = gc.finite_difference_grads(lambda flat: gpt_loss(flat, layout, packed), params.flat.copy(),
-                                    np.arange(params.size))
+    fd = gc.finite_difference_grads(flat_loss(params, batch), params.flat.copy(), np.arange(params.size))
     assert all(t.ok for t in gc.compare_grads(params, grads, grads, fd))
 
     slightly_off = grads.copy()

@@ -15,6 +15,7 @@ from microgpt.gradcheck import fd_violation
 
 rng = np.random.default_rng(1234)
 DOC_STARTS = np.array([0, 1, 4, 9])      # documents of 1, 3 and 5 tokens: T = 1 is a corner case
+POSITIONS = np.array([0, 0, 1, 2, 0, 1, 2, 3, 4])
 N, C, NH, V = 9, 8, 2, 5
 
 
@@ -102,16 +103,18 @@ def relu_case():
 
 
 def attention_forward_kernel(q, k, v):
-    out, att = np.empty_like(q), np.zeros((NH, N, 5))
-    K.attention_forward(out, att, q, k, v, DOC_STARTS)
+    out, att, kt = np.empty_like(q), np.zeros((N, NH, 5)), np.empty((C, N))
+    K.attention_forward(out, att, kt, np.concatenate([q, k, v], axis=1), POSITIONS, 0, N)
     return out, att
 
 
-def attention_backward_kernel(dout, q, k, v):
-    out, att = attention_forward_kernel(q, k, v)
-    dq, dk, dv = np.zeros_like(q), np.zeros_like(k), np.zeros_like(v)
-    K.attention_backward(dq, dk, dv, dout, att, q, k, v, DOC_STARTS)
-    return dict(q=dq, k=dk, v=dv)
+def attention_backward_kernel(dout, q, k, v, dqkv=None):
+    """The gradients of q, k, v, added to dqkv (N, 3C) if given."""
+    _, att = attention_forward_kernel(q, k, v)
+    dqkv = np.zeros((N, 3 * C)) if dqkv is None else dqkv
+    datt, vt = np.empty((N, NH, 5)), np.empty((C, N))
+    K.attention_backward(dqkv, datt, vt, dout, att, np.concatenate([q, k, v], axis=1), POSITIONS, 0, N)
+    return dict(q=dqkv[:, :C], k=dqkv[:, C:2 * C], v=dqkv[:, 2 * C:])
 
 
 def attention_backward_ref(dout, q, k, v):
@@ -130,14 +133,14 @@ def cross_entropy_case(equal_logits=False):
     targets = np.array([0, 4, 2, 2, 1, 3, 0, 4, 1])
     logits = np.zeros((N, V)) if equal_logits else 3 * rng.normal(size=(N, V))
 
-    def forward(logits):
-        return np.array([K.cross_entropy_forward(np.empty_like(logits), logits, targets)])
+    def forward(logits):        # the kernel sums over the tokens; the mean is the model's division
+        return np.array([K.cross_entropy_forward(np.empty_like(logits), logits, targets) / N])
 
     def backward(dloss, logits):
         probs, dlogits = np.empty_like(logits), np.zeros_like(logits)
         K.cross_entropy_forward(probs, logits, targets)
-        K.cross_entropy_backward(dlogits, probs, targets)
-        return dict(logits=dloss[0] * dlogits)
+        K.cross_entropy_backward(dlogits, probs, targets, dloss[0] / N)
+        return dict(logits=dlogits)
 
     def backward_ref(dloss, logits):
         probs = K.cross_entropy_forward_ref(logits, targets)[1]
@@ -223,12 +226,11 @@ def test_backward_kernels_accumulate():
     assert_close(dx, want_dx + 1.0)
     assert_close(dw, want_dw + 1.0)
     q, k, v = (rng.normal(size=(N, C)) for _ in range(3))
-    out, att = attention_forward_kernel(q, k, v)
-    grads = [np.full((N, C), 2.0) for _ in range(3)]
-    K.attention_backward(*grads, out, att, q, k, v, DOC_STARTS)
-    for got, want in zip(grads, K.attention_backward_ref(out, K.attention_forward_ref(q, k, v, DOC_STARTS, NH)[1],
-                                                         q, k, v, DOC_STARTS, NH)):
-        assert_close(got, want + 2.0)
+    dout = rng.normal(size=(N, C))
+    got = attention_backward_kernel(dout, q, k, v, dqkv=np.full((N, 3 * C), 2.0))
+    want = K.attention_backward_ref(dout, K.attention_forward_ref(q, k, v, DOC_STARTS, NH)[1], q, k, v, DOC_STARTS, NH)
+    for name, w in zip("qkv", want):
+        assert_close(got[name], w + 2.0)
 
 
 def test_attention_is_causal_and_stays_inside_documents():
@@ -247,7 +249,7 @@ def test_attention_weights_sum_to_one_over_the_causal_window():
     _, att = attention_forward_kernel(q, k, v)
     for start, end in zip(DOC_STARTS[:-1], DOC_STARTS[1:]):
         for t in range(start, end):
-            assert abs(att[:, t, :t - start + 1].sum(axis=1) - 1.0).max() < 1e-14
+            assert abs(att[t, :, :t - start + 1].sum(axis=1) - 1.0).max() < 1e-14
 
 
 def dropped_kv_backward(dout, q, k, v):
@@ -272,3 +274,27 @@ def test_a_dropped_kv_term_is_caught():
     broken = dropped_kv_backward(dout, **case.inputs)
     with pytest.raises(AssertionError):
         assert_close(case.backward(dout, **case.inputs)["k"], broken["k"])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (False, True), (True, False), (True, True)])
+def test_gemm_matches_numpy_on_views(dtype, transpose_a, transpose_b):
+    """c ← op(a)·op(b) + β·c through BLAS, on blocks of rows and of columns of larger arrays (views)."""
+    from numba import njit
+
+    @njit
+    def call(c, a, b, beta):
+        K.gemm(c, a, b, transpose_a, transpose_b, beta)
+
+    big = rng.normal(size=(20, 30)).astype(dtype)
+    a = big[2:9, 3:8] if not transpose_a else big[3:8, 2:9]     # op(a) is (7, 5)
+    b = big[10:15, 20:26] if not transpose_b else big[10:16, 20:25]     # op(b) is (5, 6)
+    for beta in (0.0, 1.0):
+        c_big = rng.normal(size=(9, 12)).astype(dtype)
+        c, before = c_big[1:8, 4:10], c_big.copy()
+        want = (a.T if transpose_a else a) @ (b.T if transpose_b else b) + beta * c
+        call(c, a, b, beta)
+        assert_close(c, want, rtol=1e-12 if dtype == np.float64 else 1e-5)
+        outside = np.ones(c_big.shape, bool)
+        outside[1:8, 4:10] = False
+        assert np.array_equal(c_big[outside], before[outside])     # only the view was written

@@ -1,0 +1,155 @@
+"""Causal multi-head self-attention over a window of key rows, its backward, and NumPy references."""
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def attention_forward(out, att, kt, qkv, positions, r0, r1):
+    """Causal multi-head attention of rows r0..r1, each over the rows of its own sequence up to itself.
+
+    Row t is position positions[t] of its sequence, so it attends to rows u = t - positions[t] .. t,
+    the j-th of them u_j = t - positions[t] + j. Per head h:
+        a[t,h,j] = softmax_j(q_h[t]·k_h[u_j] / √HS)
+        out_h[t] = Σ_j a[t,h,j] · v_h[u_j]
+    In a packed batch the rows of a sequence are all computed in the same call; in the
+    decoder (r1 = r0 + 1) the earlier rows were left by earlier calls: the KV cache.
+
+    out (R, C) out, rows r0..r1;  att (R, NH, ≥ T) out, rows r0..r1;  qkv (R, 3C): q, k, v side by
+    side, head h in columns h·HS .. (h+1)·HS of each;  positions (R,);  kt (C, R): the keys
+    transposed, of which this call writes columns r0..r1 (the earlier ones must be there).
+    Unlike the other kernels this one takes whole arrays and a row range, because a row
+    reads other rows (its keys); all of them have contiguous rows, so the loops vectorise.
+
+    Why kt: a score is a sum over the HS columns of a head, and without fastmath those
+    additions wait on each other. Summing instead for all of a query's keys at once,
+    att[t,h,:] += q[t,c] · kt[c,:] for each column c, the inner loop runs along
+    contiguous rows with independent sums: it vectorises, and each score is still
+    summed over c in order.
+
+    Indices: every inner loop reads x[row, start + i] with i counting from 0 and start
+    written max(start, 0). The max changes nothing, but it tells LLVM that the index is
+    never negative, so Numba's check for negative indices (x[-1] is the last element,
+    as in Python) disappears, and with it the branch that kept these loops from
+    vectorising: 7-8x faster at block 64.
+    """
+    C = out.shape[1]
+    n_head = att.shape[1]
+    hs = C // n_head
+    scale = 1.0 / np.sqrt(hs)
+    k0 = max(C, 0)                              # where the keys start in a row of qkv
+    for u in range(r0, r1):
+        for c in range(C):
+            kt[c, u] = qkv[u, k0 + c]
+    for t in range(r0, r1):
+        width = positions[t] + 1
+        first = max(t - positions[t], 0)        # the first key row of t's window
+        for h in range(n_head):
+            for j in range(width):
+                att[t, h, j] = 0.0
+            for c in range(h * hs, (h + 1) * hs):       # scores: q_h[t]·k_h[u] for every key at once
+                qc = qkv[t, c]
+                for j in range(width):
+                    att[t, h, j] += qc * kt[c, first + j]
+            top = -np.inf
+            for j in range(width):
+                att[t, h, j] *= scale
+                top = max(top, att[t, h, j])
+            total = 0.0
+            for j in range(width):              # subtracting the max only guards against overflow
+                att[t, h, j] = np.exp(att[t, h, j] - top)
+                total += att[t, h, j]
+            inv_total = 1.0 / total
+            for j in range(width):
+                att[t, h, j] *= inv_total
+        for c in range(C):
+            out[t, c] = 0.0
+        for j in range(width):                  # rows of v in turn: contiguous reads
+            u = first + j
+            for h in range(n_head):
+                a, o, v = att[t, h, j], max(h * hs, 0), max(2 * C + h * hs, 0)
+                for i in range(hs):
+                    out[t, o + i] += a * qkv[u, v + i]
+
+
+@njit(cache=True)
+def attention_backward(dqkv, datt, vt, dout, att, qkv, positions, r0, r1):
+    """Gradients of attention_forward over rows r0..r1, accumulated into dqkv (R, 3C).
+
+    With s = q·k/√HS, a = softmax(s), out[t] = Σ_j a[t,j]·v[u_j], per head:
+        dv[u_j]  += a[t,j] · dout[t]                    (from every query whose window holds u_j)
+        da[t,j]   = dout[t] · v[u_j]
+        ds[t,j]   = a[t,j] · (da[t,j] - Σ_j' a[t,j']·da[t,j'])      (softmax backward)
+        dq[t]    += Σ_j ds[t,j] · k[u_j] / √HS
+        dk[u_j]  += ds[t,j] · q[t] / √HS
+    A key or value gets gradient from its own position *and every later query*;
+    dropping the later terms is the classic bug the tests are built to catch.
+    Every key row of a query in r0..r1 must lie in r0..r1 (whole sequences).
+    datt (R, NH, ≥ T) and vt (C, R) are scratch: da and ds, and the values transposed
+    (so that da runs along a row, as the scores do in the forward).
+    """
+    C = dout.shape[1]
+    n_head = att.shape[1]
+    hs = C // n_head
+    scale = 1.0 / np.sqrt(hs)
+    v0 = max(2 * C, 0)                          # where the values start in a row (indices: see the forward)
+    for u in range(r0, r1):
+        for c in range(C):
+            vt[c, u] = qkv[u, v0 + c]
+    for t in range(r0, r1):
+        width = positions[t] + 1
+        first = max(t - positions[t], 0)        # never negative: see attention_forward
+        for h in range(n_head):
+            for j in range(width):
+                datt[t, h, j] = 0.0
+            for c in range(h * hs, (h + 1) * hs):       # da = dout_h[t]·v_h[u] for every key at once
+                g = dout[t, c]
+                for j in range(width):
+                    datt[t, h, j] += g * vt[c, first + j]
+            weighted = 0.0
+            for j in range(width):
+                weighted += att[t, h, j] * datt[t, h, j]
+            for j in range(width):              # da becomes ds, with the 1/√HS folded in
+                datt[t, h, j] = att[t, h, j] * (datt[t, h, j] - weighted) * scale
+        for j in range(width):
+            u = first + j
+            for h in range(n_head):
+                a, ds = att[t, h, j], datt[t, h, j]
+                q, k, v = max(h * hs, 0), max(C + h * hs, 0), max(2 * C + h * hs, 0)   # head h's columns
+                for i in range(hs):
+                    dqkv[t, q + i] += ds * qkv[u, k + i]
+                    dqkv[u, k + i] += ds * qkv[t, q + i]
+                    dqkv[u, v + i] += a * dout[t, q + i]
+
+
+def attention_forward_ref(q, k, v, doc_starts, n_head):
+    """Returns out (N, C) and the weights as a list per document of (NH, T_d, T_d) arrays."""
+    N, C = q.shape
+    hs = C // n_head
+    out, atts = np.zeros((N, C)), []
+    for start, end in zip(doc_starts[:-1], doc_starts[1:]):
+        qd, kd, vd = (a[start:end].reshape(end - start, n_head, hs).transpose(1, 0, 2) for a in (q, k, v))  # (NH, T_d, HS)
+        scores = qd @ kd.transpose(0, 2, 1) / np.sqrt(hs)                        # (NH, T_d, T_d)
+        scores = np.where(np.tril(np.ones((end - start, end - start), bool)), scores, -np.inf)
+        a = np.exp(scores - scores.max(axis=2, keepdims=True))
+        a /= a.sum(axis=2, keepdims=True)
+        out[start:end] = (a @ vd).transpose(1, 0, 2).reshape(end - start, C)
+        atts.append(a)
+    return out, atts
+
+
+def attention_backward_ref(dout, atts, q, k, v, doc_starts, n_head):
+    """Returns dq, dk, dv (N, C) from the per-document weights of attention_forward_ref."""
+    N, C = q.shape
+    hs = C // n_head
+    dq, dk, dv = np.zeros((N, C)), np.zeros((N, C)), np.zeros((N, C))
+    for a, start, end in zip(atts, doc_starts[:-1], doc_starts[1:]):
+        heads = lambda x: x[start:end].reshape(end - start, n_head, hs).transpose(1, 0, 2)  # (NH, T_d, HS)
+        merge = lambda x: x.transpose(1, 0, 2).reshape(end - start, C)
+        qd, kd, vd, dod = heads(q), heads(k), heads(v), heads(dout)
+        da = dod @ vd.transpose(0, 2, 1)                                         # (NH, T_d, T_d)
+        ds = a * (da - (a * da).sum(axis=2, keepdims=True)) / np.sqrt(hs)
+        dq[start:end] = merge(ds @ kd)
+        dk[start:end] = merge(ds.transpose(0, 2, 1) @ qd)
+        dv[start:end] = merge(a.transpose(0, 2, 1) @ dod)
+    return dq, dk, dv
