@@ -1,14 +1,13 @@
 """What an engine must offer to be trained, evaluated and sampled, and how to get one by name.
 
-A backend is an object with these methods, so `train.py`, `evaluate.py` and
-`generate.py` never ask which engine they hold:
+A backend is an object with these methods, so `train.py`, `run.py`, `evaluation.py`
+and `generate.py` never ask which engine they hold:
 
-    prepare(params, notify) -> None
-        get ready to run models of params.config (the Numba backend compiles its
-        kernels, or loads them from the disk cache); if that will take a noticeable
-        time it first calls notify(message) with one line saying so. The Numba
-        backend also takes uses=("train", "eval", "sample"), the subset a command
-        needs: `sample` need not compile the training kernels.
+    prepare(params, notify, uses=("train", "eval", "sample")) -> None
+        get ready to run models of params.config for what `uses` names: "train"
+        (loss_and_grads, step_optimizer), "eval" (loss), "sample" (decoder). The Numba
+        backend compiles those kernels only, or loads them from the disk cache; if that
+        will take a noticeable time it first calls notify(message) with one line saying so.
 
     loss(params, batch) -> float
         the mean cross-entropy over every next-token prediction in the batch, forward

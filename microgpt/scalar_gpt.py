@@ -304,7 +304,7 @@ class ScalarBackend:
     def __init__(self, atomic=False):
         self.atomic = atomic
 
-    def prepare(self, params, notify):
+    def prepare(self, params, notify, uses=("train", "eval", "sample")):
         """Nothing to get ready: the scalar engine is plain Python."""
 
     def loss(self, params, batch):

@@ -47,7 +47,7 @@ def run(args):
         where, split = shown_path(args.file), "train"
     sequences = data.eval_sample(split, None)
     backend = get_backend(args.backend, args.dtype)
-    backend.prepare(checkpoint.params, notify=lambda line: print(f"note: {line}", flush=True))
+    backend.prepare(checkpoint.params, notify=lambda line: print(f"note: {line}", flush=True), uses=("eval",))
     loss = evaluate(backend, checkpoint.params, sequences)
     predictions = sum(len(s) - 1 for s in sequences)
     unit = "character" if data.mode == "text" else "token"

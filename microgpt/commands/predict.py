@@ -24,14 +24,15 @@ def add_parser(subparsers):
 
 def run(args):
     from microgpt.backend import get_backend
-    from microgpt.checkpoint import load_checkpoint
-    from microgpt.checkpoint import best_or_latest
+    from microgpt.checkpoint import best_or_latest, load_checkpoint
     from microgpt.predict import format_table, next_token_distribution, token_name
     from microgpt.viz.plots import plot_predictions
 
     checkpoint = load_checkpoint(best_or_latest(args.run_dir, args.best))
     tokenizer = checkpoint.tokenizer
-    predictions = next_token_distribution(get_backend(args.backend, args.dtype), checkpoint.params, tokenizer,
+    backend = get_backend(args.backend, args.dtype)
+    backend.prepare(checkpoint.params, notify=lambda line: print(f"note: {line}", flush=True), uses=("sample",))
+    predictions = next_token_distribution(backend, checkpoint.params, tokenizer,
                                           args.prompt, args.steps, args.temperature, args.seed)
     start = "BOS + " if tokenizer.bos is not None else ""
     print(f"next character after {start}{args.prompt!r} ({args.run_dir}, {args.backend} backend, "

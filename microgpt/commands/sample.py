@@ -41,7 +41,7 @@ def run(args):
     prompt = default_prompt(tokenizer) if args.prompt is None else args.prompt
     check_prompt(tokenizer, prompt)
     backend = get_backend(args.backend, args.dtype)
-    backend.prepare(checkpoint.params, notify=lambda line: print(f"note: {line}", flush=True))
+    backend.prepare(checkpoint.params, notify=lambda line: print(f"note: {line}", flush=True), uses=("sample",))
     rng = np.random.default_rng(checkpoint.train_config.seed if args.seed is None else args.seed)
     num = args.num or (20 if tokenizer.bos is not None else 1)
     for _ in range(num):            # each sample as soon as it is written
