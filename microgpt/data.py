@@ -241,6 +241,8 @@ class Documents(Source):
         self.starts = starts      # (D,) where document d's leading BOS sits in tokens
         self.lengths = lengths    # (D,) characters of document d
         self.val_docs, self.train_docs = split_documents(starts.size, spec.val_fraction)
+        # where each document's sequence ends, cut to the block: a batch is then just slicing
+        self.ends = starts + np.minimum(lengths + 2, block_size + 1)
 
     @classmethod
     def build(cls, text, lines, block_size, val_fraction, mode_reason=""):
@@ -261,8 +263,7 @@ class Documents(Source):
 
     def sequence(self, d):
         """[BOS] + document d + [BOS], cut to block_size + 1 tokens: a view of `tokens`."""
-        start = self.starts[d]
-        return self.tokens[start:start + min(self.lengths[d] + 2, self.block_size + 1)]
+        return self.tokens[self.starts[d]:self.ends[d]]
 
     def text(self, d):
         """Document d as a string."""
@@ -271,8 +272,9 @@ class Documents(Source):
 
     def batch(self, step, batch_size, seed):
         """The documents of 0-based `step`: the next batch_size of the training documents' epoch order."""
-        picks = batch_indices(self.train_docs.size, seed, step, batch_size)
-        return [self.sequence(d) for d in self.train_docs[picks]]
+        docs = self.train_docs[batch_indices(self.train_docs.size, seed, step, batch_size)]
+        tokens = self.tokens
+        return [tokens[a:b] for a, b in zip(self.starts[docs].tolist(), self.ends[docs].tolist())]
 
     def num_cut(self):
         """How many documents are longer than the context (block_size - 1 characters) and lose their end."""

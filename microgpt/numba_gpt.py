@@ -15,11 +15,17 @@ with `doc_starts` marking the boundaries and `positions` each token's place in i
 sequence. That is the padded-and-masked batch with the padding taken out: the loss
 is the mean over real target tokens, and no kernel ever computes on a pad.
 
+The kernels are compiled (`microgpt.kernels`); the model that strings them together
+is plain Python, a dozen calls per layer. Compiling that glue too would save a few
+microseconds of calls per step, but it cost three quarters of the first run's
+compile time, and it would have to be compiled for every combination of layers.
+
 Every function below works on a range of rows r0..r1 of the packed batch:
 - training splits the batch into *shards* of whole sequences and runs forward and
   backward of each shard on its own thread (`shard_loss_and_grads`, called by
-  `NumbaBackend.loss_and_grads`); each shard has its own weight gradients, added in
-  a fixed order at the end, so a run is bit-identical from one run to the next;
+  `NumbaBackend.loss_and_grads`); the kernels release Python's GIL, so the shards
+  really run side by side. Each shard has its own weight gradients, added in a
+  fixed order at the end, so a run is bit-identical from one run to the next;
 - the decoder runs the very same forward on one row at a time: step p computes row
   p of every activation, and attention reads the keys and values that the earlier
   steps left in rows 0..p-1 of `qkv`. The activations *are* the KV cache, and the
@@ -31,6 +37,7 @@ float64: each kernel gets (rows, cols) views of the flat parameter vector.
 """
 
 import itertools
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -90,26 +97,24 @@ def layout_of(params):
                   per_layer["mlp_fc1"], per_layer["mlp_fc2"])
 
 
-@njit(cache=True)
-def matrix(flat, offset, rows, cols):
-    """The (rows, cols) view of flat[offset : offset + rows·cols]: no copy."""
-    return flat[offset:offset + rows * cols].reshape((rows, cols))
+class Weights(NamedTuple):
+    """Views of a flat vector laid out like Params.flat (the weights, or gradients alike)."""
+    wte: np.ndarray          # (V, C)
+    wpe: np.ndarray          # (T, C)
+    lm_head: np.ndarray      # (V, C)
+    layers: list             # per layer: (attn_wqkv (3C, C), attn_wo (C, C), mlp_fc1 (H, C), mlp_fc2 (C, H))
 
 
-@njit(cache=True)
-def embedding_weights(flat, layout):
-    """(wte (V, C), wpe (T, C), lm_head (V, C)) as views of a flat vector."""
-    C = layout.n_embd
-    return (matrix(flat, layout.wte, layout.vocab_size, C), matrix(flat, layout.wpe, layout.block_size, C),
-            matrix(flat, layout.lm_head, layout.vocab_size, C))
-
-
-@njit(cache=True)
-def layer_weights(flat, layout, l):
-    """(attn_wqkv (3C, C), attn_wo (C, C), mlp_fc1 (H, C), mlp_fc2 (C, H)) of layer l as views."""
+def weights_of(flat, layout):
+    """The `Weights` views of `flat`: no copy, so writing through them writes the vector."""
     C, H = layout.n_embd, layout.n_hidden
-    return (matrix(flat, layout.attn_wqkv[l], 3 * C, C), matrix(flat, layout.attn_wo[l], C, C),
-            matrix(flat, layout.mlp_fc1[l], H, C), matrix(flat, layout.mlp_fc2[l], C, H))
+
+    def matrix(offset, rows, cols):
+        return flat[offset:offset + rows * cols].reshape(rows, cols)
+    layers = [(matrix(qkv, 3 * C, C), matrix(wo, C, C), matrix(fc1, H, C), matrix(fc2, C, H))
+              for qkv, wo, fc1, fc2 in zip(layout.attn_wqkv, layout.attn_wo, layout.mlp_fc1, layout.mlp_fc2)]
+    return Weights(matrix(layout.wte, layout.vocab_size, C), matrix(layout.wpe, layout.block_size, C),
+                   matrix(layout.lm_head, layout.vocab_size, C), layers)
 
 
 # ------------------------------------------------------------------- batch
@@ -179,116 +184,59 @@ def matmul_work(layout, n_tokens):
 
 # --------------------------------------------------------------- workspace
 
-class Workspace(NamedTuple):
-    """Every array a step writes but the weight gradients, for up to R rows (tokens): views of one buffer.
+class Workspace:
+    """Every array a step writes but the weight gradients, for up to `rows` tokens: views of one buffer.
 
     The forward's arrays are kept for the backward; those with a leading L hold one
     slab per layer. The backward's arrays hold one layer's gradients, reused layer
     after layer. Each shard of a batch uses its own rows of every array.
     """
-    # forward
-    x_embd: np.ndarray       # (R, C) wte[tokens] + wpe[positions], before its rmsnorm
-    x_in: np.ndarray         # (R, C) its rmsnorm: the residual stream entering layer 0
-    rstd0: np.ndarray        # (R,)
-    x: np.ndarray            # (R, C) the residual stream, updated in place; at the end the input of lm_head
-    branch: np.ndarray       # (R, C) a residual branch's output, before it is added to x
-    xn_attn: np.ndarray      # (L, R, C) rmsnorm of the residual stream entering attention
-    rstd_attn: np.ndarray    # (L, R)
-    qkv: np.ndarray          # (L, R, 3C) queries, keys and values side by side (the decoder's KV cache)
-    kt: np.ndarray           # (L, C, R) the keys transposed, for attention's scores
-    att: np.ndarray          # (L, R, NH, T) attention weights: att[l, t, h, j] for the j-th key of row t
-    heads: np.ndarray        # (L, R, C) attention output, heads side by side, before attn_wo
-    xn_mlp: np.ndarray       # (L, R, C) rmsnorm of the residual stream entering the MLP
-    rstd_mlp: np.ndarray     # (L, R)
-    hidden: np.ndarray       # (L, R, H) mlp_fc1 output, before relu
-    hidden_relu: np.ndarray  # (L, R, H)
-    logits: np.ndarray       # (R, V)
-    probs: np.ndarray        # (R, V) softmax of the logits
-    # backward
-    dx: np.ndarray           # (R, C) gradient of the residual stream
-    dxn: np.ndarray          # (R, C) gradient of an rmsnorm's output
-    dqkv: np.ndarray         # (R, 3C)
-    vt: np.ndarray           # (C, R) the values transposed, for attention's backward
-    datt: np.ndarray         # (R, NH, T) gradient of the attention scores
-    dheads: np.ndarray       # (R, C)
-    dhidden: np.ndarray      # (R, H)
-    dhidden_relu: np.ndarray  # (R, H)
-    dlogits: np.ndarray      # (R, V)
-    dx_embd: np.ndarray      # (R, C)
 
-
-class Buffer(NamedTuple):
-    """The memory behind a Workspace, as it crosses from Python into compiled code.
-
-    One array rather than a Workspace of 29: every array argument costs ~0.15-0.25 µs to
-    pass into a compiled function, so a Workspace would cost ~7 µs a call, a tenth of
-    a step at the default config. Inside, `workspace_views` cuts it into the Workspace.
-    """
-    memory: np.ndarray       # (size,) float64 or float32: the compute dtype
-    rows: int                # R
-
-
-@njit(cache=True)
-def cut(memory, at, shape):
-    """(the array of `shape` starting at memory[at], the offset after it).
-
-    If memory is too short (when `workspace_views` is only asked for the size), a fresh array.
-    """
-    size = 1
-    for n in shape:
-        size *= n
-    if at + size <= memory.shape[0]:
-        return memory[at:at + size].reshape(shape), at + size
-    return np.empty(shape, memory.dtype), at + size
-
-
-@njit(cache=True)
-def workspace_views(buffer, layout):
-    """(the Workspace as views of buffer.memory, the size it needs): each array cut in field order."""
-    L, C, NH, H, V, T = (layout.attn_wqkv.shape[0], layout.n_embd, layout.n_head, layout.n_hidden,
-                         layout.vocab_size, layout.block_size)
-    R, memory, at = buffer.rows, buffer.memory, 0
-    x_embd, at = cut(memory, at, (R, C))
-    x_in, at = cut(memory, at, (R, C))
-    rstd0, at = cut(memory, at, (R,))
-    x, at = cut(memory, at, (R, C))
-    branch, at = cut(memory, at, (R, C))
-    xn_attn, at = cut(memory, at, (L, R, C))
-    rstd_attn, at = cut(memory, at, (L, R))
-    qkv, at = cut(memory, at, (L, R, 3 * C))
-    kt, at = cut(memory, at, (L, C, R))
-    att, at = cut(memory, at, (L, R, NH, T))
-    heads, at = cut(memory, at, (L, R, C))
-    xn_mlp, at = cut(memory, at, (L, R, C))
-    rstd_mlp, at = cut(memory, at, (L, R))
-    hidden, at = cut(memory, at, (L, R, H))
-    hidden_relu, at = cut(memory, at, (L, R, H))
-    logits, at = cut(memory, at, (R, V))
-    probs, at = cut(memory, at, (R, V))
-    dx, at = cut(memory, at, (R, C))
-    dxn, at = cut(memory, at, (R, C))
-    dqkv, at = cut(memory, at, (R, 3 * C))
-    vt, at = cut(memory, at, (C, R))
-    datt, at = cut(memory, at, (R, NH, T))
-    dheads, at = cut(memory, at, (R, C))
-    dhidden, at = cut(memory, at, (R, H))
-    dhidden_relu, at = cut(memory, at, (R, H))
-    dlogits, at = cut(memory, at, (R, V))
-    dx_embd, at = cut(memory, at, (R, C))
-    return Workspace(x_embd, x_in, rstd0, x, branch, xn_attn, rstd_attn, qkv, kt, att, heads, xn_mlp, rstd_mlp,
-                     hidden, hidden_relu, logits, probs, dx, dxn, dqkv, vt, datt, dheads, dhidden, dhidden_relu,
-                     dlogits, dx_embd), at
-
-
-def new_buffer(layout, rows, dtype):
-    """A zeroed Buffer for up to `rows` tokens, computing in `dtype`."""
-    size = workspace_views(Buffer(np.empty(0, dtype), rows), layout)[1]
-    return Buffer(np.zeros(size, dtype), rows)
+    def __init__(self, layout, rows, dtype):
+        L, C, NH, H, V, T, R = (len(layout.attn_wqkv), layout.n_embd, layout.n_head, layout.n_hidden,
+                                layout.vocab_size, layout.block_size, rows)
+        shapes = {
+            # forward
+            "x_embd": (R, C),          # wte[tokens] + wpe[positions], before its rmsnorm
+            "x_in": (R, C),            # its rmsnorm: the residual stream entering layer 0
+            "rstd0": (R,),
+            "x": (R, C),               # the residual stream, updated in place; at the end the input of lm_head
+            "branch": (R, C),          # a residual branch's output, before it is added to x
+            "xn_attn": (L, R, C),      # rmsnorm of the residual stream entering attention
+            "rstd_attn": (L, R),
+            "qkv": (L, R, 3 * C),      # queries, keys and values side by side (the decoder's KV cache)
+            "kt": (L, C, R),           # the keys transposed, for attention's scores
+            "att": (L, R, NH, T),      # attention weights: att[l, t, h, j] for the j-th key of row t
+            "heads": (L, R, C),        # attention output, heads side by side, before attn_wo
+            "xn_mlp": (L, R, C),       # rmsnorm of the residual stream entering the MLP
+            "rstd_mlp": (L, R),
+            "hidden": (L, R, H),       # mlp_fc1 output, before relu
+            "hidden_relu": (L, R, H),
+            "logits": (R, V),
+            "probs": (R, V),           # softmax of the logits
+            # backward
+            "dx": (R, C),              # gradient of the residual stream
+            "dxn": (R, C),             # gradient of an rmsnorm's output
+            "dqkv": (R, 3 * C),
+            "vt": (C, R),              # the values transposed, for attention's backward
+            "datt": (R, NH, T),        # gradient of the attention scores
+            "dheads": (R, C),
+            "dhidden": (R, H),
+            "dhidden_relu": (R, H),
+            "dlogits": (R, V),
+            "dx_embd": (R, C),
+        }
+        self.rows = rows
+        self.memory = np.zeros(sum(math.prod(shape) for shape in shapes.values()), dtype)
+        at = 0
+        for name, shape in shapes.items():
+            setattr(self, name, self.memory[at:at + math.prod(shape)].reshape(shape))
+            at += math.prod(shape)
 
 
 # ------------------------------------------------------------------ forward
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def add_into(out, x):
     """out += x, elementwise, for (N, C) arrays: a residual connection."""
     for n in range(out.shape[0]):
@@ -298,17 +246,13 @@ def add_into(out, x):
 
 @njit(cache=True, nogil=True)
 def copy_into(out, x):
-    """out[...] = x for C-contiguous arrays of one shape, whatever their dtypes (float32 into float64).
-
-    A loop rather than `out[:] = x`: Numba compiles array assignment with a formatted
-    shape-mismatch error that costs seconds of compile time per use.
-    """
+    """out[...] = x for C-contiguous arrays of one shape, whatever their dtypes (float32 into float64)."""
     flat_out, flat_x = out.reshape(-1), x.reshape(-1)
     for i in range(flat_out.shape[0]):
         flat_out[i] = flat_x[i]
 
-@njit(cache=True)
-def layer_forward(ws, l, weights, layout, positions, r0, r1):
+
+def layer_forward(ws, l, w, positions, r0, r1):
     """Layer l on rows r0..r1 of the residual stream ws.x, in place:
 
         x += attention(rmsnorm(x))·Woᵀ;   x += relu(rmsnorm(x)·W1ᵀ)·W2ᵀ
@@ -317,7 +261,7 @@ def layer_forward(ws, l, weights, layout, positions, r0, r1):
     are its own sequence's rows, computed in this same call; in the decoder (one row
     at a time) the earlier rows were left there by earlier calls: the KV cache.
     """
-    wqkv, wo, fc1, fc2 = layer_weights(weights, layout, l)
+    wqkv, wo, fc1, fc2 = w.layers[l]
     x, branch = ws.x[r0:r1], ws.branch[r0:r1]
     # attention branch
     xn = ws.xn_attn[l, r0:r1]
@@ -335,91 +279,82 @@ def layer_forward(ws, l, weights, layout, positions, r0, r1):
     add_into(x, branch)
 
 
-@njit(cache=True)
-def gpt_forward(ws, weights, layout, tokens, positions, r0, r1):
+def gpt_forward(ws, w, tokens, positions, r0, r1):
     """Rows r0..r1 of every activation, up to the logits ws.logits[r0:r1]."""
-    wte, wpe, lm_head = embedding_weights(weights, layout)
-    embedding_forward(ws.x_embd[r0:r1], tokens[r0:r1], positions[r0:r1], wte, wpe)
+    embedding_forward(ws.x_embd[r0:r1], tokens[r0:r1], positions[r0:r1], w.wte, w.wpe)
     rmsnorm_forward(ws.x_in[r0:r1], ws.rstd0[r0:r1], ws.x_embd[r0:r1])
     copy_into(ws.x[r0:r1], ws.x_in[r0:r1])
-    for l in range(layout.attn_wqkv.shape[0]):
-        layer_forward(ws, l, weights, layout, positions, r0, r1)
-    linear_forward(ws.logits[r0:r1], ws.x[r0:r1], lm_head)
+    for l in range(len(w.layers)):
+        layer_forward(ws, l, w, positions, r0, r1)
+    linear_forward(ws.logits[r0:r1], ws.x[r0:r1], w.lm_head)
 
 
 # ----------------------------------------------------------------- backward
 
-@njit(cache=True)
-def layer_backward(ws, dweights, l, weights, layout, positions, r0, r1):
+def layer_backward(ws, dw, l, w, positions, r0, r1):
     """The backward of layer_forward on rows r0..r1: ws.dx goes from the gradient of the
-    stream after layer l to the gradient before it; weight gradients accumulate into dweights.
+    stream after layer l to the gradient before it; weight gradients accumulate into dw.
 
     Reverse order of the forward; each branch reads dx and adds its own contribution
     back into it (the `+` of the residual connection).
     """
-    wqkv, wo, fc1, fc2 = layer_weights(weights, layout, l)
-    dwqkv, dwo, dfc1, dfc2 = layer_weights(dweights, layout, l)
+    wqkv, wo, fc1, fc2 = w.layers[l]
+    dwqkv, dwo, dfc1, dfc2 = dw.layers[l]
     dx, dxn = ws.dx[r0:r1], ws.dxn[r0:r1]
     # MLP branch: x += relu(xn·W1ᵀ)·W2ᵀ
     dhidden_relu, dhidden = ws.dhidden_relu[r0:r1], ws.dhidden[r0:r1]
-    dhidden_relu[:] = 0.0
+    dhidden_relu.fill(0.0)
     linear_backward(dhidden_relu, dfc2, dx, ws.hidden_relu[l, r0:r1], fc2)
-    dhidden[:] = 0.0
+    dhidden.fill(0.0)
     relu_backward(dhidden, dhidden_relu, ws.hidden[l, r0:r1])
-    dxn[:] = 0.0
+    dxn.fill(0.0)
     linear_backward(dxn, dfc1, dhidden, ws.xn_mlp[l, r0:r1], fc1)
     rmsnorm_backward(dx, dxn, ws.xn_mlp[l, r0:r1], ws.rstd_mlp[l, r0:r1])
     # attention branch: x += attention(q, k, v)·Woᵀ
     dheads = ws.dheads[r0:r1]
-    dheads[:] = 0.0
+    dheads.fill(0.0)
     linear_backward(dheads, dwo, dx, ws.heads[l, r0:r1], wo)
     dqkv = ws.dqkv[r0:r1]
-    dqkv[:] = 0.0
+    dqkv.fill(0.0)
     attention_backward(ws.dqkv, ws.datt, ws.vt, ws.dheads, ws.att[l], ws.qkv[l], positions, r0, r1)
-    dxn[:] = 0.0
+    dxn.fill(0.0)
     linear_backward(dxn, dwqkv, dqkv, ws.xn_attn[l, r0:r1], wqkv)
     rmsnorm_backward(dx, dxn, ws.xn_attn[l, r0:r1], ws.rstd_attn[l, r0:r1])
 
 
-@njit(cache=True)
-def gpt_backward(ws, dweights, weights, layout, batch, r0, r1, dloss):
-    """Weight gradients of the loss over rows r0..r1 (whole sequences), accumulated into dweights.
+def gpt_backward(ws, dw, w, batch, r0, r1, dloss):
+    """Weight gradients of the loss over rows r0..r1 (whole sequences), accumulated into dw.
 
     dloss is the gradient of the loss with respect to each token's cross-entropy
     (1/N for the mean over the batch's N tokens). Calls the layers' backwards in
     exactly the reverse order of gpt_forward.
     """
-    wte, wpe, lm_head = embedding_weights(weights, layout)
-    dwte, dwpe, dlm_head = embedding_weights(dweights, layout)
     dlogits, dx = ws.dlogits[r0:r1], ws.dx[r0:r1]
-    dlogits[:] = 0.0
+    dlogits.fill(0.0)
     cross_entropy_backward(dlogits, ws.probs[r0:r1], batch.targets[r0:r1], dloss)
-    dx[:] = 0.0
-    linear_backward(dx, dlm_head, dlogits, ws.x[r0:r1], lm_head)
-    for l in range(layout.attn_wqkv.shape[0] - 1, -1, -1):
-        layer_backward(ws, dweights, l, weights, layout, batch.positions, r0, r1)
+    dx.fill(0.0)
+    linear_backward(dx, dw.lm_head, dlogits, ws.x[r0:r1], w.lm_head)
+    for l in range(len(w.layers) - 1, -1, -1):
+        layer_backward(ws, dw, l, w, batch.positions, r0, r1)
     dx_embd = ws.dx_embd[r0:r1]
-    dx_embd[:] = 0.0
+    dx_embd.fill(0.0)
     rmsnorm_backward(dx_embd, dx, ws.x_in[r0:r1], ws.rstd0[r0:r1])
-    embedding_backward(dwte, dwpe, dx_embd, batch.tokens[r0:r1], batch.positions[r0:r1])
+    embedding_backward(dw.wte, dw.wpe, dx_embd, batch.tokens[r0:r1], batch.positions[r0:r1])
 
 
 # ------------------------------------------------------------- entry points
-# Called from Python. Sizes and row numbers are always passed in, never written as
-# constants: Numba compiles a separate copy of a function for each constant argument.
 
-@njit(cache=True, nogil=True)
-def shard_loss_and_grads(dweights, weights, layout, batch, buffer, r0, r1):
+def shard_loss_and_grads(dweights, weights, layout, batch, ws, r0, r1):
     """Forward and backward of the rows r0..r1 (whole sequences) of a packed batch, on one thread.
 
     Returns the loss summed over those rows; their share of the gradient of the batch's
     mean loss is written to dweights (P,). With r0, r1 = 0, N this is the whole step.
     """
-    ws = workspace_views(buffer, layout)[0]
-    gpt_forward(ws, weights, layout, batch.tokens, batch.positions, r0, r1)
+    w = weights_of(weights, layout)
+    gpt_forward(ws, w, batch.tokens, batch.positions, r0, r1)
     total = cross_entropy_forward(ws.probs[r0:r1], ws.logits[r0:r1], batch.targets[r0:r1])
-    dweights[:] = 0.0
-    gpt_backward(ws, dweights, weights, layout, batch, r0, r1, 1.0 / batch.tokens.shape[0])
+    dweights.fill(0.0)
+    gpt_backward(ws, weights_of(dweights, layout), w, batch, r0, r1, 1.0 / len(batch.tokens))
     return total
 
 
@@ -437,53 +372,48 @@ def add_shards(grads, dweights, n_shards, start, stop):
         grads[i] = g
 
 
-@njit(cache=True, nogil=True)
-def gpt_loss(weights, layout, batch, buffer):
+def gpt_loss(weights, layout, batch, ws):
     """The mean loss of a packed batch (forward only)."""
-    ws = workspace_views(buffer, layout)[0]
-    r0, r1 = batch.doc_starts[0], batch.doc_starts[-1]      # 0 and N, as values (see above)
-    gpt_forward(ws, weights, layout, batch.tokens, batch.positions, r0, r1)
-    return cross_entropy_forward(ws.probs[r0:r1], ws.logits[r0:r1], batch.targets) / r1
+    N = len(batch.tokens)
+    gpt_forward(ws, weights_of(weights, layout), batch.tokens, batch.positions, 0, N)
+    return cross_entropy_forward(ws.probs[:N], ws.logits[:N], batch.targets) / N
 
 
-@njit(cache=True, nogil=True)
-def gpt_decode_step(logits, weights, layout, buffer, tokens, positions, pos):
+def gpt_decode_step(logits, weights, layout, ws, tokens, positions, pos):
     """Logits (V,) for the token after tokens[pos], from row pos of the forward (rows before it are cached)."""
-    ws = workspace_views(buffer, layout)[0]
-    gpt_forward(ws, weights, layout, tokens, positions, pos, pos + 1)
+    gpt_forward(ws, weights_of(weights, layout), tokens, positions, pos, pos + 1)
     copy_into(logits, ws.logits[pos])
 
 
 # ------------------------------------------------------------------ backend
 
 class Model:
-    """What the backend keeps per model (config), allocated once: its Layout, the Buffer of its
-    Workspace, each shard's weight gradients, and the weights in the compute dtype."""
+    """What the backend keeps per model (config), allocated once: its Layout, its Workspace,
+    each shard's weight gradients, and the weights in the compute dtype."""
 
     def __init__(self, params, dtype):
         self.layout = layout_of(params)
         self.dtype = DTYPES[dtype]
-        self.buffer = None                                          # allocated for the first batch
+        self.ws = None                                              # allocated for the first batch
         self.dweights = np.zeros((0, params.size), self.dtype)    # (S, P)
         # float64 computes on params.flat itself; float32 on this copy, refreshed every step
         self.weights32 = np.empty(params.size, np.float32) if self.dtype == np.float32 else None
 
-    def buffer_for(self, rows):
-        """The Buffer, reallocated if it has fewer rows: at most a few times a run."""
-        if self.buffer is None or self.buffer.rows < rows:
-            self.buffer = new_buffer(self.layout, rows, self.dtype)
-        return self.buffer
+    def workspace_for(self, rows):
+        """The Workspace, reallocated if it has fewer rows: at most a few times a run."""
+        if self.ws is None or self.ws.rows < rows:
+            self.ws = Workspace(self.layout, rows, self.dtype)
+        return self.ws
 
     def workspace(self):
-        """The Workspace as arrays, to look at from Python (tests, debugging)."""
-        return workspace_views(self.buffer, self.layout)[0]
+        """The Workspace, to look at from Python (tests, debugging)."""
+        return self.ws
 
     def dweights_for(self, shards):
         """(shards, P) gradient arrays, one per shard, reallocated if there are fewer."""
         if len(self.dweights) < shards:
             self.dweights = np.zeros((shards, self.dweights.shape[1]), self.dtype)
         return self.dweights
-
 
 
 class NumbaBackend:
@@ -551,8 +481,7 @@ class NumbaBackend:
     def loss(self, params, batch):
         model = self.model(params)
         packed = pack_batch(batch, params.config.block_size)
-        buffer = model.buffer_for(len(packed.tokens))
-        return gpt_loss(self.weights(model, params), model.layout, packed, buffer)
+        return gpt_loss(self.weights(model, params), model.layout, packed, model.workspace_for(len(packed.tokens)))
 
     def loss_and_grads(self, params, batch, n_shards=None):
         """The loss and its float64 gradient. The batch is split into n_shards shards of whole
@@ -565,12 +494,12 @@ class NumbaBackend:
         model = self.model(params)
         packed = pack_batch(batch, params.config.block_size)
         N, grads = len(packed.tokens), np.empty(params.size)
-        weights, buffer = self.weights(model, params), model.buffer_for(N)
+        weights, ws = self.weights(model, params), model.workspace_for(N)
         n_shards = self.n_shards(model.layout, packed) if n_shards is None else n_shards
         if n_shards == 1 and model.dtype == np.float64:     # the one shard writes straight into grads
-            return shard_loss_and_grads(grads, weights, model.layout, packed, buffer, 0, N) / N, grads
+            return shard_loss_and_grads(grads, weights, model.layout, packed, ws, 0, N) / N, grads
         rows, dweights = shard_rows(packed.doc_starts, n_shards), model.dweights_for(n_shards)
-        totals = self.workers.run([(shard_loss_and_grads, (dweights[s], weights, model.layout, packed, buffer,
+        totals = self.workers.run([(shard_loss_and_grads, (dweights[s], weights, model.layout, packed, ws,
                                                            rows[s], rows[s + 1])) for s in range(len(rows) - 1)])
         self.workers.run([(add_shards, (grads, dweights, len(rows) - 1, p.start, p.stop))
                           for p in self.pieces(params.size)])
@@ -598,8 +527,8 @@ class NumbaBackend:
 def flat_loss(params, batch, dtype="float64"):
     """loss(flat): the mean loss of `batch` for weights `flat` laid out like params.flat (for finite differences)."""
     model, packed = Model(params, dtype), pack_batch(batch, params.config.block_size)
-    buffer = model.buffer_for(len(packed.tokens))
-    return lambda flat: gpt_loss(flat.astype(model.dtype, copy=False), model.layout, packed, buffer)
+    ws = model.workspace_for(len(packed.tokens))
+    return lambda flat: gpt_loss(flat.astype(model.dtype, copy=False), model.layout, packed, ws)
 
 
 class NumbaDecoder:
@@ -608,7 +537,7 @@ class NumbaDecoder:
     def __init__(self, params, dtype="float64"):
         self.layout = layout_of(params)
         self.block_size = params.config.block_size
-        self.buffer = new_buffer(self.layout, self.block_size, DTYPES[dtype])
+        self.ws = Workspace(self.layout, self.block_size, DTYPES[dtype])
         # a snapshot of the weights, in the compute dtype: later training does not change this sequence
         self.weights = params.flat.astype(DTYPES[dtype])
         self.tokens = np.zeros(self.block_size, np.int64)
@@ -625,6 +554,6 @@ class NumbaDecoder:
             raise IndexError(f"the context is full (block_size {self.block_size})")
         self.tokens[self.pos] = token_id
         logits = np.empty(self.layout.vocab_size)
-        gpt_decode_step(logits, self.weights, self.layout, self.buffer, self.tokens, self.positions, self.pos)
+        gpt_decode_step(logits, self.weights, self.layout, self.ws, self.tokens, self.positions, self.pos)
         self.pos += 1
         return logits

@@ -9,12 +9,13 @@ one thread inside each: its own threads would compete with ours for the same cor
 process to one thread (threadpoolctl), NumPy's included.
 
 Compiling. Every kernel is compiled with `cache=True`: the first run of a model
-compiles its entry points (tens of seconds), later runs load them from the disk
-cache (about a second, most of it importing NumPy, SciPy and Numba).
-`prepare_kernels` looks in the cache first and, if an entry point the run needs is
-not there, says so through `notify` before compiling it.
+compiles the kernels it calls (several seconds), later runs load them from the disk
+cache (a fraction of a second). `prepare_kernels` runs the paths a command will take
+once, on a two-token batch, and says so through `notify` if that is still compiling
+after a second.
 """
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -22,6 +23,7 @@ import numpy as np
 from microgpt.errors import MicrogptError
 
 USES = ("train", "eval", "sample")
+NOTICE_AFTER = 1.0      # seconds: loading every kernel from the disk cache takes less
 
 
 class Workers:
@@ -56,64 +58,43 @@ def use_threads():
     return Workers(numba.config.NUMBA_NUM_THREADS)
 
 
-def entry_points(backend, params, uses):
-    """(dispatcher, args) for every compiled entry point that `uses` of a run of params.config call."""
-    from microgpt import numba_gpt as G
-    from microgpt.kernels import adam_update
-
-    # Arguments of the right types, made without calling any compiled code (that would compile it
-    # before we could say so): an empty Buffer, a batch packed by hand, zero vectors.
-    model = backend.model(params)
-    layout, dtype = model.layout, model.dtype
-    weights = params.flat if model.weights32 is None else model.weights32
-    buffer, dweights = G.Buffer(np.zeros(0, dtype), 0), np.zeros((2, params.size), dtype)
-    index = np.zeros(4, np.int64)
-    batch = G.Batch(index, index, index, np.array([0, 2, 4]), 2)      # two sequences of two tokens
-    grads, theta = np.zeros(params.size), np.zeros(params.size)
-    calls = [(G.workspace_views, (buffer, layout)),
-             (G.pack_documents, (np.zeros(3, np.int64), np.array([2], np.int64)))]
-    if model.weights32 is not None:
-        calls.append((G.copy_into, (model.weights32, params.flat)))
-    if "train" in uses:
-        calls.append((G.shard_loss_and_grads, (dweights[0], weights, layout, batch, buffer, 0, 2)))
-        calls.append((G.add_shards, (grads, dweights, 2, 0, params.size)))
-        calls.append((adam_update, (theta, theta.copy(), theta.copy(), grads, np.ones(params.size, bool)) + (0.0,) * 7))
-    if "eval" in uses:
-        calls.append((G.gpt_loss, (weights, layout, batch, buffer)))
-    if "sample" in uses:
-        calls.append((G.gpt_decode_step, (np.zeros(layout.vocab_size), weights, layout, buffer, index, index, 0)))
-    return calls
-
-
-def load_from_cache(dispatcher, args):
-    """Whether the compiled code for these argument types is in memory or in the disk cache (then loaded)."""
-    from numba import typeof
-    signature = tuple(typeof(a) for a in args)
-    if signature in dispatcher.overloads:
-        return True
-    try:
-        compiled = dispatcher._cache.load_overload(signature, dispatcher.targetctx)
-    except Exception:       # an unreadable cache entry is simply compiled again
-        return False
-    if compiled is None:
-        return False
-    # what Dispatcher.compile does with a cache hit: register the code so that functions
-    # compiled later can call it, then keep it as this signature's overload
-    dispatcher.targetctx.insert_user_function(compiled.entry_point, compiled.fndesc, [compiled.library])
-    dispatcher.add_overload(compiled)
-    return True
-
-
 def prepare_kernels(backend, params, notify, uses=USES):
-    """Pin the threads, then load or compile the entry points of `uses`."""
-    from numba import typeof
+    """Pin the threads, then run once, on a batch of two tokens, every path that `uses` of a run of
+    params.config will take ("train", "eval", "sample"): each kernel it calls is compiled, or loaded
+    from the disk cache, before the run starts, and no other kernel is.
+
+    Loading from the cache takes a fraction of a second; compiling, several seconds. So
+    if the warm-up is still going after NOTICE_AFTER seconds, notify(message) says what
+    is happening (from a timer thread, while the compiling goes on).
+    """
     unknown = set(uses) - set(USES)
     if unknown:
         raise MicrogptError(f"prepare: unknown uses {sorted(unknown)}; choose from {', '.join(USES)}")
-    calls = entry_points(backend, params, uses)
-    missing = [(dispatcher, args) for dispatcher, args in calls if not load_from_cache(dispatcher, args)]
-    if missing and notify is not None:
-        notify(f"compiling the Numba kernels for this model in {backend.dtype} (the first run only, "
-               f"tens of seconds; later runs load them from the disk cache in about a second)")
-    for dispatcher, args in missing:
-        dispatcher.compile(tuple(typeof(a) for a in args))
+    backend.workers                                      # pins BLAS to one thread before anything runs
+    timer = None
+    if notify is not None:
+        timer = threading.Timer(NOTICE_AFTER, notify, [
+            f"compiling the Numba kernels for this model in {backend.dtype} (the first run only, "
+            f"several seconds; later runs load them from the disk cache)"])
+        timer.daemon = True
+        timer.start()
+    try:
+        warm_up(backend, params, uses)
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def warm_up(backend, params, uses):
+    """Call what `uses` calls, on copies and tiny inputs: nothing the run holds is changed."""
+    from microgpt.optim import Adam
+    two = [np.zeros(2, np.int64)]                        # one sequence: a prediction from one token
+    if "train" in uses:
+        backend.loss_and_grads(params, two, n_shards=1)
+        backend.loss_and_grads(params, two * 2, n_shards=2)          # the path of a batch split over threads
+        optimizer, theta = Adam(params.size), params.flat.copy()
+        backend.step_optimizer(optimizer, theta, np.zeros(params.size), 0.0)
+    if "eval" in uses:
+        backend.loss(params, two)
+    if "sample" in uses:
+        backend.decoder(params).step(0)

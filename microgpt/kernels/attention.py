@@ -4,7 +4,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def attention_forward(out, att, kt, qkv, positions, r0, r1):
     """Causal multi-head attention of rows r0..r1, each over the rows of its own sequence up to itself.
 
@@ -72,7 +72,7 @@ def attention_forward(out, att, kt, qkv, positions, r0, r1):
                     out[t, o + i] += a * qkv[u, v + i]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def attention_backward(dqkv, datt, vt, dout, att, qkv, positions, r0, r1):
     """Gradients of attention_forward over rows r0..r1, accumulated into dqkv (R, 3C).
 

@@ -4,7 +4,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def cross_entropy_forward(probs, logits, targets):
     """Σ over the N rows of -log softmax(logits[n])[targets[n]]: the *sum*, not the mean.
 
@@ -29,7 +29,7 @@ def cross_entropy_forward(probs, logits, targets):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def cross_entropy_backward(dlogits, probs, targets, dloss):
     """dlogits[n] += dloss · (probs[n] - onehot(targets[n])): softmax minus the truth, per token.
 

@@ -4,7 +4,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def embedding_forward(x, tokens, positions, wte, wpe):
     """x[n] = wte[tokens[n]] + wpe[positions[n]].
 
@@ -15,7 +15,7 @@ def embedding_forward(x, tokens, positions, wte, wpe):
             x[n, i] = wte[tokens[n], i] + wpe[positions[n], i]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def embedding_backward(dwte, dwpe, dx, tokens, positions):
     """dwte[tokens[n]] += dx[n];  dwpe[positions[n]] += dx[n].
 

@@ -10,7 +10,7 @@ from microgpt.kernels.blas import gemm
 BLAS_MIN_WORK = 32 * 32 * 32
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def linear_forward(out, x, w):
     """out = x @ wᵀ, i.e. out[n] = W·x[n] for each token.
 
@@ -33,7 +33,7 @@ def linear_forward(out, x, w):
                 out[n, o] += xi * wt[i, o]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def linear_backward(dx, dw, dout, x, w):
     """dx += dout @ w;  dw += doutᵀ @ x.
 

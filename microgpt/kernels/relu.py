@@ -4,7 +4,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def relu_forward(out, x):
     """out = max(0, x), elementwise.  out, x (N, H)."""
     for n in range(x.shape[0]):
@@ -12,7 +12,7 @@ def relu_forward(out, x):
             out[n, j] = x[n, j] if x[n, j] > 0.0 else 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def relu_backward(dx, dout, x):
     """dx += dout where x > 0 (the derivative of max(0, x) is 1 there, else 0)."""
     for n in range(x.shape[0]):

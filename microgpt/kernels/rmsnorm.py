@@ -6,7 +6,7 @@ from numba import njit
 from microgpt.constants import RMSNORM_EPS
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rmsnorm_forward(out, rstd, x):
     """out[n] = x[n] · rstd[n],  rstd[n] = 1 / sqrt(mean(x[n]²) + eps).
 
@@ -24,7 +24,7 @@ def rmsnorm_forward(out, rstd, x):
             out[n, i] = x[n, i] * rstd[n]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rmsnorm_backward(dx, dout, out, rstd):
     """dx += rstd · (dout - out · mean(dout · out)), row by row.
 
