@@ -35,14 +35,20 @@ def learning_rate(step, steps, lr, warmup=0, schedule="linear", min_lr=0.0):
     raise ValueError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
 
 
-def clip_grad_norm(grads, max_norm):
+def global_norm(grads):
+    """The L2 norm of the whole gradient vector (inf when its square overflows, past ~1e154)."""
+    with np.errstate(over="ignore"):
+        return float(np.sqrt(grads @ grads))
+
+
+def clip_grad_norm(grads, max_norm, norm=None):
     """Scale `grads` in place so their global L2 norm is at most `max_norm`; return the norm before.
 
     max_norm 0 means no clipping. Clipping keeps the direction of the step and
-    bounds its size, so one unlucky batch cannot throw the weights far away.
+    bounds its size, so one unlucky batch cannot throw the weights far away. Pass
+    `norm` if it is already known.
     """
-    with np.errstate(over="ignore"):    # a norm past 1e154 overflows to inf: the update then diverges, and says so
-        norm = float(np.sqrt(grads @ grads))
+    norm = global_norm(grads) if norm is None else norm
     if max_norm and norm > max_norm:
         grads *= max_norm / norm
     return norm

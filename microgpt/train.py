@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from microgpt.errors import MicrogptError
-from microgpt.optim import clip_grad_norm, learning_rate
+from microgpt.optim import clip_grad_norm, global_norm, learning_rate
 
 
 @dataclass
@@ -46,8 +46,10 @@ def train_steps(backend, params, optimizer, data, config, start_step=0, stop_ste
             loss, grads = backend.loss_and_grads(params, batch)
         except ArithmeticError as e:  # the scalar engine refuses overflow (exp, log of 0) instead of making inf
             raise Diverged(f"training diverged at step {step + 1}: {e}; try a lower --lr", step + 1) from None
-        check_finite(step, loss, grads, params)
-        grad_norm = clip_grad_norm(grads, config.grad_clip)
+        grad_norm = global_norm(grads)
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):  # a finite sum of squares: every entry is
+            check_finite(step, loss, grads, params)                  # raises, naming the tensors, unless all are
+        clip_grad_norm(grads, config.grad_clip, grad_norm)
         lr = learning_rate(step, config.steps, config.lr, config.warmup, config.schedule, config.min_lr)
         if not backend.step_optimizer(optimizer, params.flat, grads, lr):
             raise Diverged(f"training diverged at step {step + 1}: the update made the weights or Adam's "
