@@ -10,31 +10,76 @@ from microgpt.errors import UsageError
 from microgpt.optim import SCHEDULES
 
 
+NORMS = ("rmsnorm", "layernorm", "scalenorm")
+MLPS = ("relu", "gelu", "swiglu")
+POSITIONS = ("learned", "sinusoidal")
+INITS = ("microgpt", "gpt2")
+
+
 @dataclass(frozen=True)
 class GPTConfig:
+    """The model: its sizes, and which part fills each slot of the block (defaults: microgpt's)."""
+
     vocab_size: int          # number of tokens: the characters of the training file + BOS
     n_embd: int = 16         # C, width of the residual stream
     n_head: int = 4          # NH, attention heads per layer
     n_layer: int = 1         # L, transformer blocks
     block_size: int = 16     # T_max, the longest context the model sees (positions 0..block_size-1)
+    # the components
+    norm: str = "rmsnorm"    # rmsnorm x/rms(x); layernorm (x-mean)/std; scalenorm √C·x/‖x‖
+    norm_weights: bool = False  # learned gain per channel (and bias, for layernorm) in every norm
+    embed_norm: bool = True  # normalise the embedding before the first block (microgpt does; GPT-2 does not)
+    final_norm: bool = False # normalise the residual stream before lm_head (GPT-2 does; microgpt does not)
+    mlp: str = "relu"        # relu, gelu (tanh form) or swiglu (a gated MLP with a third matrix)
+    mlp_ratio: int = 4       # the MLP's hidden width is mlp_ratio·C (2/3 of that for swiglu)
+    pos: str = "learned"     # learned positions (wpe) or a fixed sinusoidal table (no parameters)
+    attn_window: int = 0     # attend to the last attn_window positions only; 0: all (full causal)
+    bias: bool = False       # a bias on every linear layer but lm_head
+    tie_weights: bool = False  # lm_head is wte: one (V, C) matrix does both jobs
+    dropout: float = 0.0     # probability of zeroing an attention weight or a residual branch's output
+    init: str = "microgpt"   # microgpt: N(0, init_std²) everywhere; gpt2: N(0, 0.02²), residual
+                             # projections / √(2·n_layer), gains 1, biases 0
 
     @property
     def head_dim(self):
         """HS = C / NH, the width of one attention head."""
         return self.n_embd // self.n_head
 
+    @property
+    def n_hidden(self):
+        """H, the MLP's hidden width: mlp_ratio·C, or 2/3 of it for SwiGLU, whose three matrices
+        then hold about as many parameters as the two of the other MLPs."""
+        if self.mlp == "swiglu":
+            return max(1, (2 * self.mlp_ratio * self.n_embd) // 3)
+        return self.mlp_ratio * self.n_embd
+
     def validate(self):
-        for name in ("vocab_size", "n_embd", "n_head", "n_layer", "block_size"):
+        for name in ("vocab_size", "n_embd", "n_head", "n_layer", "block_size", "mlp_ratio"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.n_embd % self.n_head:
             raise UsageError(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}): "
                 f"try --n-head {_largest_divisor_at_most(self.n_embd, self.n_head)}")
+        for name, choices in (("norm", NORMS), ("mlp", MLPS), ("pos", POSITIONS), ("init", INITS)):
+            if getattr(self, name) not in choices:
+                raise UsageError(f"unknown {name} {getattr(self, name)!r}; choose one of: {', '.join(choices)}")
+        if self.attn_window < 0:
+            raise UsageError(f"attn_window must be 0 (full attention) or more, got {self.attn_window}")
+        if not 0 <= self.dropout < 1:
+            raise UsageError(f"dropout must be in [0, 1), got {self.dropout}")
         return self
 
     def to_dict(self):
         return asdict(self)
+
+
+# Named starting points; any option given beside a preset overrides it.
+PRESETS = {
+    "microgpt": {},     # the defaults above
+    "gpt2": dict(norm="layernorm", norm_weights=True, embed_norm=False, final_norm=True, mlp="gelu",
+                 bias=True, tie_weights=True, init="gpt2"),
+}
 
 
 @dataclass(frozen=True)
