@@ -17,10 +17,12 @@ def window_start(p, window):
 def add_scaled(y, r, c0, a, x, u, c1, n):
     """y[r, c0 + i] += a · x[u, c1 + i] for i < n: one head's row of y plus a times one of x.
 
-    A function of its own so that a stays the type it is passed as: a float32 weight
-    times a float64 dropout factor is a float64, and a variable assigned both ways
-    would be float64 in either branch, changing a float32 model's bits.
+    The masked path's inner loop, a function of its own so that the unmasked path keeps
+    its types: a float32 weight times a float64 dropout factor is a float64, and a
+    variable assigned both ways would be float64 in both branches, changing the bits
+    of a float32 model without dropout.
     """
+    c0, c1 = max(c0, 0), max(c1, 0)             # never negative: see the note on indices in attention_forward
     for i in range(n):
         y[r, c0 + i] += a * x[u, c1 + i]
 
@@ -69,37 +71,39 @@ def attention_forward(out, att, kt, qkv, positions, r0, r1, window, mask):
         for c in range(C):
             kt[c, u] = qkv[u, k0 + c]
     for t in range(r0, r1):
-        width = positions[t] + 1
         lo = window_start(positions[t], window)
-        first = max(t - positions[t], 0)        # the row of t's sequence's position 0
+        width = positions[t] + 1 - lo           # the number of keys row t sees
+        s0 = max(lo, 0)                         # the first one's position in the sequence (att's index)
+        first = max(t - positions[t] + lo, 0)   # and its row
         for h in range(n_head):
-            for j in range(lo, width):
-                att[t, h, j] = 0.0
+            for j in range(width):
+                att[t, h, s0 + j] = 0.0
             for c in range(h * hs, (h + 1) * hs):       # scores: q_h[t]·k_h[u] for every key at once
                 qc = qkv[t, c]
-                for j in range(lo, width):
-                    att[t, h, j] += qc * kt[c, first + j]
+                for j in range(width):
+                    att[t, h, s0 + j] += qc * kt[c, first + j]
             top = -np.inf
-            for j in range(lo, width):
-                att[t, h, j] *= scale
-                top = max(top, att[t, h, j])
+            for j in range(width):
+                att[t, h, s0 + j] *= scale
+                top = max(top, att[t, h, s0 + j])
             total = 0.0
-            for j in range(lo, width):          # subtracting the max only guards against overflow
-                att[t, h, j] = np.exp(att[t, h, j] - top)
-                total += att[t, h, j]
+            for j in range(width):              # subtracting the max only guards against overflow
+                att[t, h, s0 + j] = np.exp(att[t, h, s0 + j] - top)
+                total += att[t, h, s0 + j]
             inv_total = 1.0 / total
-            for j in range(lo, width):
-                att[t, h, j] *= inv_total
+            for j in range(width):
+                att[t, h, s0 + j] *= inv_total
         for c in range(C):
             out[t, c] = 0.0
-        for j in range(lo, width):              # rows of v in turn: contiguous reads
+        for j in range(width):                  # rows of v in turn: contiguous reads
             u = first + j
             for h in range(n_head):
-                o, v = max(h * hs, 0), max(2 * C + h * hs, 0)
+                a, o, v = att[t, h, s0 + j], max(h * hs, 0), max(2 * C + h * hs, 0)
                 if masked:
-                    add_scaled(out, t, o, att[t, h, j] * mask[t, h, j], qkv, u, v, hs)
+                    add_scaled(out, t, o, a * mask[t, h, s0 + j], qkv, u, v, hs)
                 else:
-                    add_scaled(out, t, o, att[t, h, j], qkv, u, v, hs)
+                    for i in range(hs):
+                        out[t, o + i] += a * qkv[u, v + i]
 
 
 @njit(cache=True, nogil=True)
@@ -130,36 +134,40 @@ def attention_backward(dqkv, datt, vt, dout, att, qkv, positions, r0, r1, window
         for c in range(C):
             vt[c, u] = qkv[u, v0 + c]
     for t in range(r0, r1):
-        width = positions[t] + 1
         lo = window_start(positions[t], window)
-        first = max(t - positions[t], 0)        # never negative: see attention_forward
+        width = positions[t] + 1 - lo           # keys seen, the first at position s0, row first
+        s0 = max(lo, 0)
+        first = max(t - positions[t] + lo, 0)
         for h in range(n_head):
-            for j in range(lo, width):
-                datt[t, h, j] = 0.0
+            for j in range(width):
+                datt[t, h, s0 + j] = 0.0
             for c in range(h * hs, (h + 1) * hs):       # da = dout_h[t]·v_h[u] for every key at once
                 g = dout[t, c]
-                for j in range(lo, width):
-                    datt[t, h, j] += g * vt[c, first + j]
+                for j in range(width):
+                    datt[t, h, s0 + j] += g * vt[c, first + j]
             if masked:
-                for j in range(lo, width):
-                    datt[t, h, j] *= mask[t, h, j]
+                for j in range(width):
+                    datt[t, h, s0 + j] *= mask[t, h, s0 + j]
             weighted = 0.0
-            for j in range(lo, width):
-                weighted += att[t, h, j] * datt[t, h, j]
-            for j in range(lo, width):          # da becomes ds, with the 1/√HS folded in
-                datt[t, h, j] = att[t, h, j] * (datt[t, h, j] - weighted) * scale
-        for j in range(lo, width):
+            for j in range(width):
+                weighted += att[t, h, s0 + j] * datt[t, h, s0 + j]
+            for j in range(width):              # da becomes ds, with the 1/√HS folded in
+                datt[t, h, s0 + j] = att[t, h, s0 + j] * (datt[t, h, s0 + j] - weighted) * scale
+        for j in range(width):
             u = first + j
             for h in range(n_head):
-                ds = datt[t, h, j]
+                a, ds = att[t, h, s0 + j], datt[t, h, s0 + j]
                 q, k, v = max(h * hs, 0), max(C + h * hs, 0), max(2 * C + h * hs, 0)   # head h's columns
-                for i in range(hs):
-                    dqkv[t, q + i] += ds * qkv[u, k + i]
-                    dqkv[u, k + i] += ds * qkv[t, q + i]
                 if masked:
-                    add_scaled(dqkv, u, v, att[t, h, j] * mask[t, h, j], dout, t, q, hs)
+                    for i in range(hs):
+                        dqkv[t, q + i] += ds * qkv[u, k + i]
+                        dqkv[u, k + i] += ds * qkv[t, q + i]
+                    add_scaled(dqkv, u, v, a * mask[t, h, s0 + j], dout, t, q, hs)
                 else:
-                    add_scaled(dqkv, u, v, att[t, h, j], dout, t, q, hs)
+                    for i in range(hs):
+                        dqkv[t, q + i] += ds * qkv[u, k + i]
+                        dqkv[u, k + i] += ds * qkv[t, q + i]
+                        dqkv[u, v + i] += a * dout[t, q + i]
 
 
 def visible_keys(length, window):
