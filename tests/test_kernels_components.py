@@ -248,33 +248,39 @@ def test_float32_matches_float64(name):
         assert_close(grads32[key], grads64[key], rtol=FLOAT32_RTOL)
 
 
+def check_accumulates(backward, want):
+    """backward(*grads) on gradient arrays that already hold 1.5 must leave want + 1.5 in them."""
+    grads = [np.full(w.shape, 1.5) for w in want]
+    backward(*grads)
+    for got, w in zip(grads, want):
+        assert_close(got, w + 1.5)
+
+
 def test_backward_kernels_accumulate():
-    """Every new backward adds onto what its gradient arrays already hold."""
-    for name, case in CASES.items():
-        dout = upstream(case)
-        fresh = case.backward(dout, **case.inputs)
-        for key, grad in fresh.items():
-            assert grad.shape == case.inputs[key].shape, name
-    x, dout = rng.normal(size=(N, C)), rng.normal(size=(N, C))
-    g = 1 + rng.normal(size=C)
+    """Every new backward adds onto what its gradient arrays already hold (the caller zeroes them once)."""
+    x, dout, g, b = rng.normal(size=(N, C)), rng.normal(size=(N, C)), 1 + rng.normal(size=C), rng.normal(size=C)
     out, mean, rstd = np.empty_like(x), np.empty(N), np.empty(N)
-    K.layernorm_forward(out, mean, rstd, x, g, g)
-    dx, dg, db = np.ones_like(x), np.full(C, 2.0), np.full(C, 3.0)
-    K.layernorm_backward(dx, dout, x, mean, rstd, g, dg, db)
-    want = K.layernorm_backward_ref(dout, x, mean, rstd, g)
-    for got, w, start in zip((dx, dg, db), want, (1.0, 2.0, 3.0)):
-        assert_close(got, w + start)
-    for backward, ref in ((K.gelu_backward, K.gelu_backward_ref), (K.dropout_backward, None)):
-        dx = np.ones_like(x)
-        if ref is None:
-            backward(dx, dout, RESIDUAL_MASK)
-            assert_close(dx, dout * RESIDUAL_MASK + 1.0)
-        else:
-            backward(dx, dout, x)
-            assert_close(dx, ref(dout, x) + 1.0)
-    db = np.ones(C)
-    K.bias_backward(db, dout)
-    assert_close(db, dout.sum(axis=0) + 1.0)
+    K.rmsnorm_forward(out, rstd, x, g)
+    check_accumulates(lambda dx, dg: K.rmsnorm_backward(dx, dout, out, rstd, x, g, dg),
+                      K.rmsnorm_backward_ref(dout, out, rstd, x, g))
+    K.layernorm_forward(out, mean, rstd, x, g, b)
+    check_accumulates(lambda dx, dg, db: K.layernorm_backward(dx, dout, x, mean, rstd, g, dg, db),
+                      K.layernorm_backward_ref(dout, x, mean, rstd, g))
+    s = np.array([2.5])
+    K.scalenorm_forward(out, rstd, x, s)
+    check_accumulates(lambda dx, ds: K.scalenorm_backward(dx, dout, x, rstd, s, ds),
+                      K.scalenorm_backward_ref(dout, x, rstd, s))
+    check_accumulates(lambda dx: K.gelu_backward(dx, dout, x), [K.gelu_backward_ref(dout, x)])
+    u = rng.normal(size=(N, 2 * C))
+    check_accumulates(lambda du: K.swiglu_backward(du, dout, u), [K.swiglu_backward_ref(dout, u)])
+    check_accumulates(lambda db: K.bias_backward(db, dout), [K.bias_backward_ref(dout)])
+    check_accumulates(lambda dx: K.dropout_backward(dx, dout, RESIDUAL_MASK), [K.dropout_backward_ref(dout, RESIDUAL_MASK)])
+    q, k, v = (rng.normal(size=(N, C)) for _ in range(3))
+    want = attention_ref_backward(dout, q, k, v, 2, ATTENTION_MASK)
+    _, att = attention_kernel_forward(q, k, v, 2, ATTENTION_MASK)
+    check_accumulates(lambda dqkv: K.attention_backward(
+        dqkv, np.empty((N, NH, T)), np.empty((C, N)), dout, att, np.concatenate([q, k, v], axis=1), POSITIONS,
+        0, N, 2, ATTENTION_MASK), [np.concatenate([want[key] for key in "qkv"], axis=1)])
 
 
 # ------------------------------------------------------------------ exact special cases
