@@ -526,3 +526,26 @@ def test_a_wrong_backward_is_caught(name):
     with pytest.raises(AssertionError):
         for key in got:
             assert_close(bad[key], got[key])
+
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(1, 6), min_size=1, max_size=3), n_head=st.integers(1, 2),
+       head_size=st.integers(1, 3), window=st.integers(0, 7), dropout=st.sampled_from([0.0, 0.5]),
+       seed=st.integers(0, 2**32 - 1))
+def test_attention_matches_reference_for_any_window(lengths, n_head, head_size, window, dropout, seed):
+    """Packed documents of any lengths, any window, with or without a mask: kernel against reference."""
+    r = np.random.default_rng(seed)
+    doc_starts = np.concatenate([[0], np.cumsum(lengths)])
+    positions = np.concatenate([np.arange(n) for n in lengths])
+    n, c, t = doc_starts[-1], n_head * head_size, max(lengths)
+    q, k, v, dout = (r.normal(size=(n, c)) for _ in range(4))
+    mask = random_mask((n, n_head, t), dropout, seed) if dropout else None
+    qkv, out, att, kt = np.concatenate([q, k, v], axis=1), np.empty((n, c)), np.zeros((n, n_head, t)), np.empty((c, n))
+    K.attention_forward(out, att, kt, qkv, positions, 0, n, window, K.NO_MASK if mask is None else mask)
+    want, atts = K.attention_forward_ref(q, k, v, doc_starts, n_head, window, mask)
+    assert_close(out, want)
+    dqkv = np.zeros((n, 3 * c))
+    K.attention_backward(dqkv, np.empty((n, n_head, t)), np.empty((c, n)), dout, att, qkv, positions, 0, n, window,
+                         K.NO_MASK if mask is None else mask)
+    for got, w in zip(np.split(dqkv, 3, axis=1), K.attention_backward_ref(dout, atts, q, k, v, doc_starts, n_head, mask)):
+        assert_close(got, w)
