@@ -51,7 +51,7 @@ call without them compiles to the same code as before they existed. Dropout
 masks are drawn by the caller, never inside a kernel, so that both engines use
 the same ones; attention takes an empty (0, 0, 0) array, NO_MASK, for none.
 
-Numba policy (docs/kernels.md explains each choice with its measurements)
+Numba policy (docs/06-kernels.md explains each choice; docs/benchmarks.md measures them)
 ------------
 - `@njit(cache=True)` on every kernel: compiled code is stored on disk (in __pycache__,
   or NUMBA_CACHE_DIR), so only the first run of a command compiles.
