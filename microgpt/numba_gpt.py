@@ -1,14 +1,21 @@
 """The GPT as compiled kernels: batched loss-and-gradients on shards in parallel, and a KV-cached decoder.
 
-The same model as `scalar_gpt`, on arrays (legend in `microgpt.kernels`):
+The same model as `scalar_gpt`, on arrays (legend in `microgpt.kernels`; the
+components and their formulas in `microgpt.architecture`):
 
-    x = rmsnorm(wte[tokens] + wpe[positions])                     (N, C)
+    x = norm(wte[tokens] + wpe[positions])                        (N, C)   the norm if embed_norm
     for each layer:                                               `layer_forward`
-        xn = rmsnorm(x);  q, k, v = xn·Wqᵀ, xn·Wkᵀ, xn·Wvᵀ        (N, C) each, as one (N, 3C) product
-        x  = x + attention(q, k, v)·Woᵀ                           causal, per sequence
-        xn = rmsnorm(x);  x = x + relu(xn·W1ᵀ)·W2ᵀ                hidden (N, H)
-    logits = x·lm_headᵀ                                           (N, V)
+        xn = norm(x);  qkv = xn·[Wq; Wk; Wv]ᵀ (+ b)               (N, 3C): q, k, v side by side
+        x  = x + m ⊙ (attention(q, k, v)·Woᵀ (+ bo))              causal, per sequence, over the window
+        xn = norm(x);  x = x + m ⊙ (act(xn·W1ᵀ (+ b1))·W2ᵀ (+ b2))  hidden (N, H)
+    logits = norm(x)·lm_headᵀ                                     (N, V)   the norm if final_norm
     loss   = mean cross-entropy of logits against the next tokens
+
+norm is rmsnorm, layernorm or scalenorm (with a learned gain, and layernorm's
+bias, when norm_weights); act is relu, gelu or swiglu, whose gate makes fc1 one
+(2H, C) product [fc1; gate]; the biases exist with config.bias; m are dropout
+masks (training only). wpe is the fixed sinusoidal table for pos = "sinusoidal",
+and lm_head is wte itself when the weights are tied.
 
 A batch of sequences is *packed*: their input tokens laid end to end, N in all,
 with `doc_starts` marking the boundaries and `positions` each token's place in its
@@ -43,11 +50,13 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from microgpt.architecture import sinusoidal_positions
 from microgpt.kernels import (
-    NO_MASK, adam_update, attention_backward, attention_forward, cross_entropy_backward,
-    cross_entropy_forward, embedding_backward, embedding_forward, linear_backward, linear_forward,
-    relu_backward, relu_forward, rmsnorm_backward, rmsnorm_forward)
-from microgpt.config import GPTConfig
+    NO_MASK, adam_update, attention_backward, attention_forward, bias_backward, bias_forward,
+    cross_entropy_backward, cross_entropy_forward, dropout_backward, dropout_forward, embedding_backward,
+    embedding_forward, gelu_backward, gelu_forward, layernorm_backward, layernorm_forward, linear_backward,
+    linear_forward, relu_backward, relu_forward, rmsnorm_backward, rmsnorm_forward, scalenorm_backward,
+    scalenorm_forward, swiglu_backward, swiglu_forward)
 from microgpt.errors import UsageError
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -62,81 +71,108 @@ THREADED_VECTOR_MIN_SIZE = 1 << 17
 
 # ------------------------------------------------------------------ layout
 
+# Tensors of the table that sit one after the other and are read as one, under the
+# first one's name or a name of their own: one product then computes them all.
+FUSED = {"attn_wq": ("attn_wqkv", ("attn_wq", "attn_wk", "attn_wv")),    # (3C, C)
+         "attn_bq": ("attn_bqkv", ("attn_bq", "attn_bk", "attn_bv")),    # (3C,)
+         "mlp_fc1": ("mlp_fc1", ("mlp_fc1", "mlp_gate")),                # (2H, C) with swiglu, else (H, C)
+         "mlp_b1": ("mlp_b1", ("mlp_b1", "mlp_bgate"))}                  # (2H,) with swiglu, else (H,)
+FOLLOWERS = {name for _, group in FUSED.values() for name in group[1:]}
+
+
 class Layout(NamedTuple):
-    """Where each weight sits in the flat parameter vector (read from `Params`), and the sizes."""
+    """Where each tensor the kernels read sits in the flat parameter vector (read from `Params`), and the sizes."""
+    config: object           # the GPTConfig: which components the model has
     vocab_size: int          # V
     n_embd: int              # C
-    n_head: int              # NH
-    n_hidden: int            # H, rows of mlp_fc1
-    block_size: int          # T, rows of wpe
-    wte: int                 # offset of wte (V, C)
-    wpe: int                 # offset of wpe (T, C)
-    lm_head: int             # offset of lm_head (V, C)
-    attn_wqkv: np.ndarray    # (L,) offset of each layer's attn_wq; attn_wk and attn_wv follow it
-    attn_wo: np.ndarray      # (L,) offsets of attn_wo (C, C)
-    mlp_fc1: np.ndarray      # (L,) offsets of mlp_fc1 (H, C)
-    mlp_fc2: np.ndarray      # (L,) offsets of mlp_fc2 (C, H)
+    n_hidden: int            # H, the MLP's hidden width
+    block_size: int          # T
+    tensors: dict            # name -> (offset, shape): wte, wpe, the norms' weights, lm_head
+    layers: list             # per layer, the same for its tensors, named without "layer{i}.", fused as in FUSED
+    positions_table: dict    # dtype -> the (T, C) sinusoidal table (pos = "sinusoidal"), else empty
 
 
-# The components the kernels implement only at their default (microgpt's) choice.
-# (mlp_ratio and init are read from the parameters' shapes and values, so any works.)
-UNSUPPORTED_COMPONENTS = ("norm", "norm_weights", "embed_norm", "final_norm", "mlp", "pos",
-                          "attn_window", "bias", "tie_weights")
+def fused_entry(params, prefix, group):
+    """(offset, shape) of the tensors of `group` present in params, read as one: rows stacked.
 
-
-def refuse_unsupported(config, training=False):
-    """Raise UsageError, naming the first component of `config` the kernels do not implement.
-
-    Dropout matters only to training (`training=True`): evaluation and sampling never drop.
+    They must sit one after the other in the flat vector; this is checked, not assumed.
     """
-    default = GPTConfig(config.vocab_size)
-    fields = UNSUPPORTED_COMPONENTS + (("dropout",) if training else ())
-    for field in fields:
-        value = getattr(config, field)
-        if value != getattr(default, field):
-            raise UsageError(f"the numba backend does not implement {field} = {value!r} yet; "
-                             f"use --backend scalar, which supports it")
+    names = [prefix + name for name in group if prefix + name in params.offsets]
+    offset, at = params.offsets[names[0]], params.offsets[names[0]]
+    for name in names:
+        if params.offsets[name] != at:
+            raise ValueError(f"{', '.join(names)} are not adjacent in the parameter vector: "
+                             f"the kernels read them as one tensor")
+        at += math.prod(params.shapes[name])
+    shape = params.shapes[names[0]]
+    return offset, (sum(params.shapes[name][0] for name in names),) + shape[1:]
 
 
 def layout_of(params):
-    """The `Layout` of a `Params`: offsets and sizes read from its table of tensors.
+    """The `Layout` of a `Params`: every offset and shape read from its table of tensors."""
+    config = params.config
+    tensors, layers = {}, [{} for _ in range(config.n_layer)]
+    for tensor in params.table:
+        layer, _, name = tensor.name.rpartition(".")             # "layer0", "attn_wq"; "", "wte"
+        if name in FOLLOWERS:
+            continue                                             # read as part of the tensor before it
+        entries = layers[int(layer[len("layer"):])] if layer else tensors
+        if name in FUSED:
+            fused_name, group = FUSED[name]
+            entries[fused_name] = fused_entry(params, layer + ".", group)
+        else:
+            entries[name] = (params.offsets[tensor.name], tensor.shape)
+    table = {}
+    if config.pos == "sinusoidal":
+        table64 = sinusoidal_positions(config.block_size, config.n_embd)
+        table = {dtype: table64.astype(dtype) for dtype in DTYPES.values()}
+    return Layout(config, config.vocab_size, config.n_embd, config.n_hidden, config.block_size,
+                  tensors, layers, table)
 
-    attn_wq, attn_wk and attn_wv must sit one after the other in the flat vector, so
-    that together they are one (3C, C) matrix and one product gives q, k and v side
-    by side; this is checked, not assumed.
-    """
-    c, offsets, shapes = params.config, params.offsets, params.shapes
-    refuse_unsupported(c)
-    V, C = shapes["wte"]
-    per_layer = {name: np.array([offsets[f"layer{i}.{name}"] for i in range(c.n_layer)], dtype=np.int64)
-                 for name in ("attn_wq", "attn_wk", "attn_wv", "attn_wo", "mlp_fc1", "mlp_fc2")}
-    if not (np.array_equal(per_layer["attn_wk"], per_layer["attn_wq"] + C * C)
-            and np.array_equal(per_layer["attn_wv"], per_layer["attn_wk"] + C * C)):
-        raise ValueError("attn_wq, attn_wk and attn_wv are not adjacent in the parameter vector: "
-                         "the kernels read them as one (3C, C) matrix")
-    return Layout(V, C, c.n_head, shapes["layer0.mlp_fc1"][0] if c.n_layer else 4 * C, shapes["wpe"][0],
-                  offsets["wte"], offsets["wpe"], offsets["lm_head"], per_layer["attn_wq"], per_layer["attn_wo"],
-                  per_layer["mlp_fc1"], per_layer["mlp_fc2"])
+
+class LayerWeights(NamedTuple):
+    """One block's tensors as the kernels read them (views of a flat vector); None where the config has none."""
+    attn_norm_g: np.ndarray = None   # (C,), or (1,) for scalenorm's scale
+    attn_norm_b: np.ndarray = None   # (C,) layernorm's bias
+    attn_wqkv: np.ndarray = None     # (3C, C): attn_wq, attn_wk, attn_wv stacked
+    attn_bqkv: np.ndarray = None     # (3C,): attn_bq, attn_bk, attn_bv
+    attn_wo: np.ndarray = None       # (C, C)
+    attn_bo: np.ndarray = None       # (C,)
+    mlp_norm_g: np.ndarray = None
+    mlp_norm_b: np.ndarray = None
+    mlp_fc1: np.ndarray = None       # (H, C); with swiglu (2H, C): mlp_fc1 then mlp_gate
+    mlp_b1: np.ndarray = None        # (H,); with swiglu (2H,): mlp_b1 then mlp_bgate
+    mlp_fc2: np.ndarray = None       # (C, H)
+    mlp_b2: np.ndarray = None        # (C,)
 
 
 class Weights(NamedTuple):
     """Views of a flat vector laid out like Params.flat (the weights, or gradients alike)."""
     wte: np.ndarray          # (V, C)
-    wpe: np.ndarray          # (T, C)
-    lm_head: np.ndarray      # (V, C)
-    layers: list             # per layer: (attn_wqkv (3C, C), attn_wo (C, C), mlp_fc1 (H, C), mlp_fc2 (C, H))
+    wpe: np.ndarray          # (T, C): learned, or the sinusoidal table (for gradients: a scratch, discarded)
+    layers: list             # a LayerWeights per layer
+    lm_head: np.ndarray      # (V, C): wte itself when the weights are tied
+    embd_norm_g: np.ndarray = None
+    embd_norm_b: np.ndarray = None
+    final_norm_g: np.ndarray = None
+    final_norm_b: np.ndarray = None
 
 
-def weights_of(flat, layout):
-    """The `Weights` views of `flat`: no copy, so writing through them writes the vector."""
-    C, H = layout.n_embd, layout.n_hidden
+def weights_of(flat, layout, wpe=None):
+    """The `Weights` views of `flat`: no copy, so writing through them writes the vector.
 
-    def matrix(offset, rows, cols):
-        return flat[offset:offset + rows * cols].reshape(rows, cols)
-    layers = [(matrix(qkv, 3 * C, C), matrix(wo, C, C), matrix(fc1, H, C), matrix(fc2, C, H))
-              for qkv, wo, fc1, fc2 in zip(layout.attn_wqkv, layout.attn_wo, layout.mlp_fc1, layout.mlp_fc2)]
-    return Weights(matrix(layout.wte, layout.vocab_size, C), matrix(layout.wpe, layout.block_size, C),
-                   matrix(layout.lm_head, layout.vocab_size, C), layers)
+    wpe: the (T, C) array that stands for wpe when positions are sinusoidal (not in the
+    vector): None for the table itself, a scratch array for its gradient.
+    """
+    def view(entry):
+        offset, shape = entry
+        return flat[offset:offset + math.prod(shape)].reshape(shape)
+    tensors = {name: view(entry) for name, entry in layout.tensors.items()}
+    if "wpe" not in tensors:
+        tensors["wpe"] = layout.positions_table[flat.dtype.type] if wpe is None else wpe
+    tensors.setdefault("lm_head", tensors["wte"])            # tied: the head is the embedding
+    layers = [LayerWeights(**{name: view(entry) for name, entry in layer.items()}) for layer in layout.layers]
+    return Weights(layers=layers, **tensors)
 
 
 # ------------------------------------------------------------------- batch
@@ -200,60 +236,101 @@ def shard_rows(doc_starts, n_shards):
 
 def matmul_work(layout, n_tokens):
     """Multiply-adds of a forward pass's matrix products over n_tokens tokens (a backward does twice as many)."""
-    C, H, L = layout.n_embd, layout.n_hidden, layout.attn_wqkv.shape[0]
-    return n_tokens * (L * (4 * C * C + 2 * C * H) + layout.vocab_size * C)
+    C, H, L = layout.n_embd, layout.n_hidden, len(layout.layers)
+    mlp_matrices = 3 if layout.config.mlp == "swiglu" else 2
+    return n_tokens * (L * (4 * C * C + mlp_matrices * C * H) + layout.vocab_size * C)
 
 
 # --------------------------------------------------------------- workspace
+
+class NormRows(NamedTuple):
+    """A norm's arrays on some rows: y = norm(x) (· g + b), and what its backward reads."""
+    x: np.ndarray            # (N, C) its input; None when the backward does not read it
+    xn: np.ndarray           # (N, C) its output
+    rstd: np.ndarray         # (N,) 1/sqrt(mean(x²) + eps); layernorm: of the variance; scalenorm: of Σx²
+    mean: np.ndarray         # (N,) layernorm's μ; None for the other norms
+
+
+def keeps_norm_input(config):
+    """Whether a norm's backward reads its input x: every norm but RMSNorm without a gain,
+    whose backward needs only its output x̂ and rstd."""
+    return config.norm != "rmsnorm" or config.norm_weights
+
 
 class Workspace:
     """Every array a step writes but the weight gradients, for up to `rows` tokens: views of one buffer.
 
     The forward's arrays are kept for the backward; those with a leading L hold one
     slab per layer. The backward's arrays hold one layer's gradients, reused layer
-    after layer. Each shard of a batch uses its own rows of every array.
+    after layer. Each shard of a batch uses its own rows of every array. Only the
+    arrays the config's components use are there.
     """
 
     def __init__(self, layout, rows, dtype):
-        L, C, NH, H, V, T, R = (len(layout.attn_wqkv), layout.n_embd, layout.n_head, layout.n_hidden,
+        c = layout.config
+        L, C, NH, H, V, T, R = (len(layout.layers), layout.n_embd, c.n_head, layout.n_hidden,
                                 layout.vocab_size, layout.block_size, rows)
+        fc1_width = 2 * H if c.mlp == "swiglu" else H         # swiglu: [a | z], fc1's and the gate's outputs
+
+        def norm(site, lead=()):                              # the arrays of the norm at `site`
+            shapes = {f"xn_{site}": lead + (R, C), f"rstd_{site}": lead + (R,)}
+            if c.norm == "layernorm":
+                shapes[f"mean_{site}"] = lead + (R,)
+            return shapes
+
+        def block_norm(site):                                 # a norm in each layer, whose input changes
+            kept = {f"x_{site}": (L, R, C)} if keeps_norm_input(c) else {}
+            return {**kept, **norm(site, (L,))}
+
         shapes = {
             # forward
-            "x_embd": (R, C),          # wte[tokens] + wpe[positions], before its rmsnorm
-            "x_in": (R, C),            # its rmsnorm: the residual stream entering layer 0
-            "rstd0": (R,),
-            "x": (R, C),               # the residual stream, updated in place; at the end the input of lm_head
+            "x_embd": (R, C),          # wte[tokens] + wpe[positions], before its norm
+            **(norm("embd") if c.embed_norm else {}),
+            "x": (R, C),               # the residual stream, updated in place; at the end the input of the head
             "branch": (R, C),          # a residual branch's output, before it is added to x
-            "xn_attn": (L, R, C),      # rmsnorm of the residual stream entering attention
-            "rstd_attn": (L, R),
+            **block_norm("attn"),      # the norm of the residual stream entering attention
             "qkv": (L, R, 3 * C),      # queries, keys and values side by side (the decoder's KV cache)
             "kt": (L, C, R),           # the keys transposed, for attention's scores
             "att": (L, R, NH, T),      # attention weights: att[l, t, h, j] for the j-th key of row t
             "heads": (L, R, C),        # attention output, heads side by side, before attn_wo
-            "xn_mlp": (L, R, C),       # rmsnorm of the residual stream entering the MLP
-            "rstd_mlp": (L, R),
-            "hidden": (L, R, H),       # mlp_fc1 output, before relu
-            "hidden_relu": (L, R, H),
+            **block_norm("mlp"),       # the norm of the residual stream entering the MLP
+            "fc1": (L, R, fc1_width),  # xn·W1ᵀ (+ b1), before the activation
+            "hidden": (L, R, H),       # the activation's output, the input of mlp_fc2
+            **(norm("final") if c.final_norm else {}),
             "logits": (R, V),
             "probs": (R, V),           # softmax of the logits
             # backward
             "dx": (R, C),              # gradient of the residual stream
-            "dxn": (R, C),             # gradient of an rmsnorm's output
+            "dxn": (R, C),             # gradient of a norm's output
+            **({"dbranch": (R, C)} if c.dropout > 0 else {}),    # gradient of a branch before its mask
             "dqkv": (R, 3 * C),
             "vt": (C, R),              # the values transposed, for attention's backward
             "datt": (R, NH, T),        # gradient of the attention scores
             "dheads": (R, C),
+            "dfc1": (R, fc1_width),
             "dhidden": (R, H),
-            "dhidden_relu": (R, H),
             "dlogits": (R, V),
-            "dx_embd": (R, C),
+            **({"dx_embd": (R, C)} if c.embed_norm else {}),
         }
-        self.rows = rows
+        self.rows, self.config = rows, c
         self.memory = np.zeros(sum(math.prod(shape) for shape in shapes.values()), dtype)
         at = 0
         for name, shape in shapes.items():
             setattr(self, name, self.memory[at:at + math.prod(shape)].reshape(shape))
             at += math.prod(shape)
+        # each norm's arrays, whole: its input (where the backward reads it), output, rstd, μ
+        self.norms = {site: NormRows(getattr(self, f"x_{site}", None), getattr(self, f"xn_{site}", None),
+                                     getattr(self, f"rstd_{site}", None), getattr(self, f"mean_{site}", None))
+                      for site in ("embd", "attn", "mlp", "final")}
+        self.norms["embd"] = self.norms["embd"]._replace(x=self.x_embd)
+        self.norms["final"] = self.norms["final"]._replace(x=self.x)
+
+    def norm_rows(self, site, r0, r1, l=None):
+        """The NormRows of the norm at `site` ("embd", "attn", "mlp", "final") on rows r0..r1 (of layer l)."""
+        def rows(a):
+            return None if a is None else a[r0:r1] if l is None else a[l, r0:r1]
+        x, xn, rstd, mean = self.norms[site]
+        return NormRows(rows(x), rows(xn), rows(rstd), rows(mean))
 
 
 # ------------------------------------------------------------------ forward
@@ -274,110 +351,226 @@ def copy_into(out, x):
         flat_out[i] = flat_x[i]
 
 
-def layer_forward(ws, l, w, positions, r0, r1):
+def norm_forward(norm, rows, x, g, b):
+    """rows.xn = norm(x) (· g + b) for the config's `norm`; x (N, C), g the gain (scalenorm: the scale s),
+    b layernorm's bias, both None without norm weights. A kernel is called without the weights it
+    does not have, so the default RMSNorm runs exactly the code it always did."""
+    weights = () if g is None else (g,) if b is None else (g, b)
+    if norm == "rmsnorm":
+        rmsnorm_forward(rows.xn, rows.rstd, x, *weights)
+    elif norm == "layernorm":
+        layernorm_forward(rows.xn, rows.mean, rows.rstd, x, *weights)
+    else:
+        scalenorm_forward(rows.xn, rows.rstd, x, *weights)
+
+
+def block_norm_forward(ws, site, l, x, r0, r1, g, b):
+    """The norm of the residual stream x (rows r0..r1) entering `site` of layer l; returns its NormRows.
+    Its input is copied aside first when its backward needs it: x itself is changed in place."""
+    rows = ws.norm_rows(site, r0, r1, l)
+    if rows.x is not None:
+        copy_into(rows.x, x)
+    norm_forward(ws.config.norm, rows, x, g, b)
+    return rows
+
+
+# config.mlp -> the activation's (forward, backward) kernels; swiglu's input is [a | z], two halves
+ACTIVATIONS = {"relu": (relu_forward, relu_backward), "gelu": (gelu_forward, gelu_backward),
+               "swiglu": (swiglu_forward, swiglu_backward)}
+
+
+def activation_forward(mlp, hidden, fc1):
+    """hidden (N, H) = relu(fc1) or gelu(fc1), or swiglu's a ⊙ silu(z) from fc1 = [a | z] (N, 2H)."""
+    ACTIVATIONS[mlp][0](hidden, fc1)
+
+
+def add_branch(x, branch, b, mask):
+    """x += mask ⊙ (branch + b): a residual branch's output (N, C), with its bias (C,) and dropout
+    mask (N, C) when there are any, added to the stream x (N, C)."""
+    if b is not None:
+        bias_forward(branch, b)
+    if mask is not None:
+        dropout_forward(branch, branch, mask)
+    add_into(x, branch)
+
+
+def linear_bias_forward(out, x, w, b):
+    """out = x·wᵀ (+ b): out (N, OUT), x (N, IN), w (OUT, IN), b (OUT,) or None."""
+    linear_forward(out, x, w)
+    if b is not None:
+        bias_forward(out, b)
+
+
+def layer_forward(ws, l, w, positions, r0, r1, masks=None):
     """Layer l on rows r0..r1 of the residual stream ws.x, in place:
 
-        x += attention(rmsnorm(x))·Woᵀ;   x += relu(rmsnorm(x)·W1ᵀ)·W2ᵀ
+        x += m ⊙ (attention(norm(x))·Woᵀ + bo);   x += m ⊙ (act(norm(x)·W1ᵀ + b1)·W2ᵀ + b2)
 
-    Row t attends to rows t - positions[t] .. t of ws.qkv[l]. In a packed batch those
-    are its own sequence's rows, computed in this same call; in the decoder (one row
-    at a time) the earlier rows were left there by earlier calls: the KV cache.
+    Row t attends to rows t - positions[t] .. t of ws.qkv[l] (the last attn_window of
+    them with a window). In a packed batch those are its own sequence's rows, computed in
+    this same call; in the decoder (one row at a time) the earlier rows were left there
+    by earlier calls: the KV cache. masks: the step's DropoutMasks (rows of the whole
+    packed batch), or None.
     """
-    wqkv, wo, fc1, fc2 = w.layers[l]
+    lw, c = w.layers[l], ws.config
     x, branch = ws.x[r0:r1], ws.branch[r0:r1]
+    attn_mask, attn_out, mlp_out = ((masks.attn[l], masks.attn_out[l][r0:r1], masks.mlp_out[l][r0:r1])
+                                    if masks is not None else (NO_MASK, None, None))
     # attention branch
-    xn = ws.xn_attn[l, r0:r1]
-    rmsnorm_forward(xn, ws.rstd_attn[l, r0:r1], x)
-    linear_forward(ws.qkv[l, r0:r1], xn, wqkv)
-    attention_forward(ws.heads[l], ws.att[l], ws.kt[l], ws.qkv[l], positions, r0, r1, 0, NO_MASK)
-    linear_forward(branch, ws.heads[l, r0:r1], wo)
-    add_into(x, branch)
+    norm = block_norm_forward(ws, "attn", l, x, r0, r1, lw.attn_norm_g, lw.attn_norm_b)
+    linear_bias_forward(ws.qkv[l, r0:r1], norm.xn, lw.attn_wqkv, lw.attn_bqkv)
+    attention_forward(ws.heads[l], ws.att[l], ws.kt[l], ws.qkv[l], positions, r0, r1, c.attn_window, attn_mask)
+    linear_forward(branch, ws.heads[l, r0:r1], lw.attn_wo)
+    add_branch(x, branch, lw.attn_bo, attn_out)
     # MLP branch
-    xn = ws.xn_mlp[l, r0:r1]
-    rmsnorm_forward(xn, ws.rstd_mlp[l, r0:r1], x)
-    linear_forward(ws.hidden[l, r0:r1], xn, fc1)
-    relu_forward(ws.hidden_relu[l, r0:r1], ws.hidden[l, r0:r1])
-    linear_forward(branch, ws.hidden_relu[l, r0:r1], fc2)
-    add_into(x, branch)
+    norm = block_norm_forward(ws, "mlp", l, x, r0, r1, lw.mlp_norm_g, lw.mlp_norm_b)
+    linear_bias_forward(ws.fc1[l, r0:r1], norm.xn, lw.mlp_fc1, lw.mlp_b1)
+    activation_forward(c.mlp, ws.hidden[l, r0:r1], ws.fc1[l, r0:r1])
+    linear_forward(branch, ws.hidden[l, r0:r1], lw.mlp_fc2)
+    add_branch(x, branch, lw.mlp_b2, mlp_out)
 
 
-def gpt_forward(ws, w, tokens, positions, r0, r1):
+def gpt_forward(ws, w, tokens, positions, r0, r1, masks=None):
     """Rows r0..r1 of every activation, up to the logits ws.logits[r0:r1]."""
-    embedding_forward(ws.x_embd[r0:r1], tokens[r0:r1], positions[r0:r1], w.wte, w.wpe)
-    rmsnorm_forward(ws.x_in[r0:r1], ws.rstd0[r0:r1], ws.x_embd[r0:r1])
-    copy_into(ws.x[r0:r1], ws.x_in[r0:r1])
+    c = ws.config
+    x_embd = ws.x_embd[r0:r1]
+    embedding_forward(x_embd, tokens[r0:r1], positions[r0:r1], w.wte, w.wpe)
+    if c.embed_norm:
+        norm = ws.norm_rows("embd", r0, r1)
+        norm_forward(c.norm, norm, x_embd, w.embd_norm_g, w.embd_norm_b)
+        x_embd = norm.xn
+    copy_into(ws.x[r0:r1], x_embd)
     for l in range(len(w.layers)):
-        layer_forward(ws, l, w, positions, r0, r1)
-    linear_forward(ws.logits[r0:r1], ws.x[r0:r1], w.lm_head)
+        layer_forward(ws, l, w, positions, r0, r1, masks)
+    x = ws.x[r0:r1]
+    if c.final_norm:
+        norm = ws.norm_rows("final", r0, r1)
+        norm_forward(c.norm, norm, x, w.final_norm_g, w.final_norm_b)
+        x = norm.xn
+    linear_forward(ws.logits[r0:r1], x, w.lm_head)
 
 
 # ----------------------------------------------------------------- backward
 
-def layer_backward(ws, dw, l, w, positions, r0, r1):
+def norm_backward(norm, dx, dout, rows, g, dg, db):
+    """dx += the gradient through the norm whose arrays are `rows`, from dout (N, C) at its output;
+    the gain's and bias's gradients accumulate into dg and db (None without norm weights)."""
+    if norm == "rmsnorm":
+        extra = () if g is None else (rows.x, g, dg)
+        rmsnorm_backward(dx, dout, rows.xn, rows.rstd, *extra)
+    elif norm == "layernorm":
+        extra = () if g is None else (g, dg, db)
+        layernorm_backward(dx, dout, rows.x, rows.mean, rows.rstd, *extra)
+    else:
+        extra = () if g is None else (g, dg)
+        scalenorm_backward(dx, dout, rows.x, rows.rstd, *extra)
+
+
+def activation_backward(mlp, dfc1, dhidden, fc1):
+    """dfc1 += the gradient through activation_forward, from dhidden (N, H) at its output; fc1 its input."""
+    ACTIVATIONS[mlp][1](dfc1, dhidden, fc1)
+
+
+def branch_backward(ws, dx, db, mask, r0, r1):
+    """The gradient (N, C) at a residual branch's output before its mask, from dx at the stream:
+    dx itself, or dx ⊙ m with dropout; the branch's bias gradient accumulates into db."""
+    dbranch = dx
+    if mask is not None:
+        dbranch = ws.dbranch[r0:r1]
+        dbranch.fill(0.0)
+        dropout_backward(dbranch, dx, mask)
+    if db is not None:
+        bias_backward(db, dbranch)
+    return dbranch
+
+
+def layer_backward(ws, dw, l, w, positions, r0, r1, masks=None):
     """The backward of layer_forward on rows r0..r1: ws.dx goes from the gradient of the
     stream after layer l to the gradient before it; weight gradients accumulate into dw.
 
     Reverse order of the forward; each branch reads dx and adds its own contribution
     back into it (the `+` of the residual connection).
     """
-    wqkv, wo, fc1, fc2 = w.layers[l]
-    dwqkv, dwo, dfc1, dfc2 = dw.layers[l]
+    lw, dlw, c = w.layers[l], dw.layers[l], ws.config
     dx, dxn = ws.dx[r0:r1], ws.dxn[r0:r1]
-    # MLP branch: x += relu(xn·W1ᵀ)·W2ᵀ
-    dhidden_relu, dhidden = ws.dhidden_relu[r0:r1], ws.dhidden[r0:r1]
-    dhidden_relu.fill(0.0)
-    linear_backward(dhidden_relu, dfc2, dx, ws.hidden_relu[l, r0:r1], fc2)
+    attn_mask, attn_out, mlp_out = ((masks.attn[l], masks.attn_out[l][r0:r1], masks.mlp_out[l][r0:r1])
+                                    if masks is not None else (NO_MASK, None, None))
+    # MLP branch: x += m ⊙ (act(xn·W1ᵀ + b1)·W2ᵀ + b2)
+    dbranch = branch_backward(ws, dx, dlw.mlp_b2, mlp_out, r0, r1)
+    dhidden, dfc1 = ws.dhidden[r0:r1], ws.dfc1[r0:r1]
     dhidden.fill(0.0)
-    relu_backward(dhidden, dhidden_relu, ws.hidden[l, r0:r1])
+    linear_backward(dhidden, dlw.mlp_fc2, dbranch, ws.hidden[l, r0:r1], lw.mlp_fc2)
+    dfc1.fill(0.0)
+    activation_backward(c.mlp, dfc1, dhidden, ws.fc1[l, r0:r1])
+    if dlw.mlp_b1 is not None:
+        bias_backward(dlw.mlp_b1, dfc1)
+    norm = ws.norm_rows("mlp", r0, r1, l)
     dxn.fill(0.0)
-    linear_backward(dxn, dfc1, dhidden, ws.xn_mlp[l, r0:r1], fc1)
-    rmsnorm_backward(dx, dxn, ws.xn_mlp[l, r0:r1], ws.rstd_mlp[l, r0:r1])
-    # attention branch: x += attention(q, k, v)·Woᵀ
+    linear_backward(dxn, dlw.mlp_fc1, dfc1, norm.xn, lw.mlp_fc1)
+    norm_backward(c.norm, dx, dxn, norm, lw.mlp_norm_g, dlw.mlp_norm_g, dlw.mlp_norm_b)
+    # attention branch: x += m ⊙ (attention(q, k, v)·Woᵀ + bo)
+    dbranch = branch_backward(ws, dx, dlw.attn_bo, attn_out, r0, r1)
     dheads = ws.dheads[r0:r1]
     dheads.fill(0.0)
-    linear_backward(dheads, dwo, dx, ws.heads[l, r0:r1], wo)
+    linear_backward(dheads, dlw.attn_wo, dbranch, ws.heads[l, r0:r1], lw.attn_wo)
     dqkv = ws.dqkv[r0:r1]
     dqkv.fill(0.0)
     attention_backward(ws.dqkv, ws.datt, ws.vt, ws.dheads, ws.att[l], ws.qkv[l], positions, r0, r1,
-                       0, NO_MASK)
+                       c.attn_window, attn_mask)
+    if dlw.attn_bqkv is not None:
+        bias_backward(dlw.attn_bqkv, dqkv)
+    norm = ws.norm_rows("attn", r0, r1, l)
     dxn.fill(0.0)
-    linear_backward(dxn, dwqkv, dqkv, ws.xn_attn[l, r0:r1], wqkv)
-    rmsnorm_backward(dx, dxn, ws.xn_attn[l, r0:r1], ws.rstd_attn[l, r0:r1])
+    linear_backward(dxn, dlw.attn_wqkv, dqkv, norm.xn, lw.attn_wqkv)
+    norm_backward(c.norm, dx, dxn, norm, lw.attn_norm_g, dlw.attn_norm_g, dlw.attn_norm_b)
 
 
-def gpt_backward(ws, dw, w, batch, r0, r1, dloss):
+def gpt_backward(ws, dw, w, batch, r0, r1, dloss, masks=None):
     """Weight gradients of the loss over rows r0..r1 (whole sequences), accumulated into dw.
 
     dloss is the gradient of the loss with respect to each token's cross-entropy
     (1/N for the mean over the batch's N tokens). Calls the layers' backwards in
-    exactly the reverse order of gpt_forward.
+    exactly the reverse order of gpt_forward. With tied weights dw.lm_head is dw.wte:
+    the head's gradient and the embedding's add up there.
     """
+    c = ws.config
     dlogits, dx = ws.dlogits[r0:r1], ws.dx[r0:r1]
     dlogits.fill(0.0)
     cross_entropy_backward(dlogits, ws.probs[r0:r1], batch.targets[r0:r1], dloss)
     dx.fill(0.0)
-    linear_backward(dx, dw.lm_head, dlogits, ws.x[r0:r1], w.lm_head)
+    if c.final_norm:
+        norm, dxn = ws.norm_rows("final", r0, r1), ws.dxn[r0:r1]
+        dxn.fill(0.0)
+        linear_backward(dxn, dw.lm_head, dlogits, norm.xn, w.lm_head)
+        norm_backward(c.norm, dx, dxn, norm, w.final_norm_g, dw.final_norm_g, dw.final_norm_b)
+    else:
+        linear_backward(dx, dw.lm_head, dlogits, ws.x[r0:r1], w.lm_head)
     for l in range(len(w.layers) - 1, -1, -1):
-        layer_backward(ws, dw, l, w, batch.positions, r0, r1)
-    dx_embd = ws.dx_embd[r0:r1]
-    dx_embd.fill(0.0)
-    rmsnorm_backward(dx_embd, dx, ws.x_in[r0:r1], ws.rstd0[r0:r1])
+        layer_backward(ws, dw, l, w, batch.positions, r0, r1, masks)
+    dx_embd = dx
+    if c.embed_norm:
+        dx_embd = ws.dx_embd[r0:r1]
+        dx_embd.fill(0.0)
+        norm_backward(c.norm, dx_embd, dx, ws.norm_rows("embd", r0, r1), w.embd_norm_g, dw.embd_norm_g,
+                      dw.embd_norm_b)
     embedding_backward(dw.wte, dw.wpe, dx_embd, batch.tokens[r0:r1], batch.positions[r0:r1])
 
 
 # ------------------------------------------------------------- entry points
 
-def shard_loss_and_grads(dweights, weights, layout, batch, ws, r0, r1):
+def shard_loss_and_grads(dweights, weights, layout, batch, ws, r0, r1, masks=None):
     """Forward and backward of the rows r0..r1 (whole sequences) of a packed batch, on one thread.
 
     Returns the loss summed over those rows; their share of the gradient of the batch's
     mean loss is written to dweights (P,). With r0, r1 = 0, N this is the whole step.
+    masks: the step's DropoutMasks, or None.
     """
     w = weights_of(weights, layout)
-    gpt_forward(ws, w, batch.tokens, batch.positions, r0, r1)
+    gpt_forward(ws, w, batch.tokens, batch.positions, r0, r1, masks)
     total = cross_entropy_forward(ws.probs[r0:r1], ws.logits[r0:r1], batch.targets[r0:r1])
     dweights.fill(0.0)
-    gpt_backward(ws, weights_of(dweights, layout), w, batch, r0, r1, 1.0 / len(batch.tokens))
+    dpe = None if "wpe" in layout.tensors else np.zeros_like(w.wpe)   # the fixed table's gradient: discarded
+    gpt_backward(ws, weights_of(dweights, layout, dpe), w, batch, r0, r1, 1.0 / len(batch.tokens), masks)
     return total
 
 
@@ -395,10 +588,10 @@ def add_shards(grads, dweights, n_shards, start, stop):
         grads[i] = g
 
 
-def gpt_loss(weights, layout, batch, ws):
-    """The mean loss of a packed batch (forward only)."""
+def gpt_loss(weights, layout, batch, ws, masks=None):
+    """The mean loss of a packed batch (forward only); with dropout `masks`, the training loss."""
     N = len(batch.tokens)
-    gpt_forward(ws, weights_of(weights, layout), batch.tokens, batch.positions, 0, N)
+    gpt_forward(ws, weights_of(weights, layout), batch.tokens, batch.positions, 0, N, masks)
     return cross_entropy_forward(ws.probs[:N], ws.logits[:N], batch.targets) / N
 
 
@@ -482,7 +675,6 @@ class NumbaBackend:
         """Pin the threads, and load from the disk cache (or compile, after notify(message)) the
         entry points that `uses` of a run of params.config call: "train", "eval", "sample"."""
         from microgpt.numba_prepare import prepare_kernels
-        refuse_unsupported(params.config, training="train" in uses)
         prepare_kernels(self, params, notify, uses)
 
     def n_shards(self, layout, batch):
@@ -508,25 +700,25 @@ class NumbaBackend:
         return gpt_loss(self.weights(model, params), model.layout, packed, model.workspace_for(len(packed.tokens)))
 
     def loss_and_grads(self, params, batch, masks=None, n_shards=None):
-        """The loss and its float64 gradient (`masks`: dropout is not implemented here yet; None only). The batch is split into n_shards shards of whole
-        sequences that run side by side, one thread each (None: as `n_shards` chooses).
+        """The loss and its float64 gradient; `masks` (a `DropoutMasks` for the packed batch) applies
+        dropout, None trains without. The batch is split into n_shards shards of whole sequences
+        that run side by side, one thread each (None: as `n_shards` chooses).
 
         Shard s writes its gradients to dweights[s]; they are then added into grads in shard
         order (pieces of the vector on each thread), as are the losses: the result depends on
         the shards, never on which thread finished first.
         """
-        if masks is not None:
-            refuse_unsupported(params.config, training=True)
         model = self.model(params)
         packed = pack_batch(batch, params.config.block_size)
         N, grads = len(packed.tokens), np.empty(params.size)
         weights, ws = self.weights(model, params), model.workspace_for(N)
         n_shards = self.n_shards(model.layout, packed) if n_shards is None else n_shards
         if n_shards == 1 and model.dtype == np.float64:     # the one shard writes straight into grads
-            return shard_loss_and_grads(grads, weights, model.layout, packed, ws, 0, N) / N, grads
+            return shard_loss_and_grads(grads, weights, model.layout, packed, ws, 0, N, masks) / N, grads
         rows, dweights = shard_rows(packed.doc_starts, n_shards), model.dweights_for(n_shards)
         totals = self.workers.run([(shard_loss_and_grads, (dweights[s], weights, model.layout, packed, ws,
-                                                           rows[s], rows[s + 1])) for s in range(len(rows) - 1)])
+                                                           rows[s], rows[s + 1], masks))
+                                   for s in range(len(rows) - 1)])
         self.workers.run([(add_shards, (grads, dweights, len(rows) - 1, p.start, p.stop))
                           for p in self.pieces(params.size)])
         return sum(totals) / N, grads
@@ -550,11 +742,12 @@ class NumbaBackend:
         return NumbaDecoder(params, self.dtype)
 
 
-def flat_loss(params, batch, dtype="float64"):
-    """loss(flat): the mean loss of `batch` for weights `flat` laid out like params.flat (for finite differences)."""
+def flat_loss(params, batch, dtype="float64", masks=None):
+    """loss(flat): the mean loss of `batch` for weights `flat` laid out like params.flat (for finite
+    differences); with dropout `masks`, the training loss those masks give."""
     model, packed = Model(params, dtype), pack_batch(batch, params.config.block_size)
     ws = model.workspace_for(len(packed.tokens))
-    return lambda flat: gpt_loss(flat.astype(model.dtype, copy=False), model.layout, packed, ws)
+    return lambda flat: gpt_loss(flat.astype(model.dtype, copy=False), model.layout, packed, ws, masks)
 
 
 class NumbaDecoder:

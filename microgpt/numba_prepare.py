@@ -86,12 +86,18 @@ def prepare_kernels(backend, params, notify, uses=USES):
 
 
 def warm_up(backend, params, uses):
-    """Call what `uses` calls, on copies and tiny inputs: nothing the run holds is changed."""
+    """Call what `uses` calls, on copies and tiny inputs: nothing the run holds is changed.
+
+    A model with dropout trains with masks: its warm-up steps take masks too.
+    """
+    from microgpt.dropout import draw_masks
     from microgpt.optim import Adam
     two = [np.zeros(2, np.int64)]                        # one sequence: a prediction from one token
     if "train" in uses:
-        backend.loss_and_grads(params, two, n_shards=1)
-        backend.loss_and_grads(params, two * 2, n_shards=2)          # the path of a batch split over threads
+        def masks(n_sequences):
+            return draw_masks(np.random.default_rng(0), [1] * n_sequences, params.config)
+        backend.loss_and_grads(params, two, masks=masks(1), n_shards=1)
+        backend.loss_and_grads(params, two * 2, masks=masks(2), n_shards=2)    # a batch split over threads
         optimizer, theta = Adam(params.size), params.flat.copy()
         backend.step_optimizer(optimizer, theta, np.zeros(params.size), 0.0)
     if "eval" in uses:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from microgpt.backend import get_backend
 from microgpt.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from microgpt.config import GPTConfig, TrainConfig
+from microgpt.config import PRESETS, GPTConfig, TrainConfig
 from microgpt.data import documents_from_strings
 from microgpt.generate import generate_many
 from microgpt.gradcheck import ENGINE_RTOL, finite_difference_grads, gradcheck, random_batch, relative_difference
@@ -339,3 +339,78 @@ def test_float32_decoder_and_checkpoints_are_interchangeable(tmp_path):
         losses = [r.loss for r in train_steps(NumbaBackend(reader), ckpt.params, ckpt.optimizer, documents,
                                               ckpt.train_config, 6, 12)]
         assert len(losses) == 6 and all(np.isfinite(losses))
+
+
+# ------------------------------------------------------------------ layout
+
+def test_the_layout_reads_adjacent_tensors_as_one():
+    """q, k, v as one (3C, C) matrix, SwiGLU's fc1 and gate as one (2H, C), their biases likewise:
+    views of the very entries Params names."""
+    from microgpt.numba_gpt import layout_of, weights_of
+    config = GPTConfig(vocab_size=5, n_embd=8, n_head=2, n_layer=2, block_size=4, mlp="swiglu", bias=True)
+    params = Params.init(config, np.random.default_rng(0))
+    params.flat[:] = np.arange(params.size)
+    w = weights_of(params.flat, layout_of(params))
+    H = config.n_hidden
+    for l, layer in enumerate(w.layers):
+        p = f"layer{l}."
+        assert layer.attn_wqkv.shape == (24, 8) and layer.mlp_fc1.shape == (2 * H, 8)
+        assert np.array_equal(layer.attn_wqkv, np.vstack([params[p + n] for n in ("attn_wq", "attn_wk", "attn_wv")]))
+        assert np.array_equal(layer.attn_bqkv, np.concatenate([params[p + n] for n in ("attn_bq", "attn_bk", "attn_bv")]))
+        assert np.array_equal(layer.mlp_fc1, np.vstack([params[p + "mlp_fc1"], params[p + "mlp_gate"]]))
+        assert np.array_equal(layer.mlp_b1, np.concatenate([params[p + "mlp_b1"], params[p + "mlp_bgate"]]))
+        assert np.array_equal(layer.mlp_b2, params[p + "mlp_b2"]) and layer.attn_norm_g is None
+    assert np.shares_memory(w.layers[0].attn_wqkv, params.flat)
+
+
+def test_the_layout_refuses_tensors_that_are_not_adjacent(tiny_params):
+    from microgpt.numba_gpt import layout_of
+    moved = tiny_params.copy()
+    moved.offsets = dict(moved.offsets, **{"layer1.attn_wv": moved.offsets["layer1.attn_wv"] + 1})
+    with pytest.raises(ValueError, match="attn_wq, layer1.attn_wk, layer1.attn_wv are not adjacent"):
+        layout_of(moved)
+
+
+def test_tied_head_and_sinusoidal_positions_are_not_in_the_vector():
+    """lm_head is wte itself; wpe is the fixed table in the compute dtype, and its gradient a scratch."""
+    from microgpt.architecture import sinusoidal_positions
+    from microgpt.numba_gpt import layout_of, weights_of
+    config = GPTConfig(vocab_size=5, n_embd=8, n_head=2, n_layer=1, block_size=4, tie_weights=True, pos="sinusoidal")
+    params = Params.init(config, np.random.default_rng(0))
+    layout = layout_of(params)
+    w = weights_of(params.flat, layout)
+    assert w.lm_head is w.wte and np.array_equal(w.wte, params["wte"])
+    assert np.array_equal(w.wpe, sinusoidal_positions(4, 8))
+    w32 = weights_of(params.flat.astype(np.float32), layout)
+    assert w32.wpe.dtype == np.float32 and np.array_equal(w32.wpe, sinusoidal_positions(4, 8).astype(np.float32))
+    scratch = np.zeros((4, 8))
+    assert weights_of(np.zeros(params.size), layout, scratch).wpe is scratch
+
+
+@pytest.mark.parametrize("components, present, absent", [
+    ({}, ["xn_embd", "dx_embd", "xn_attn"], ["x_attn", "mean_attn", "xn_final", "dbranch"]),
+    (PRESETS["gpt2"], ["x_attn", "mean_attn", "x_mlp", "xn_final", "mean_final"], ["xn_embd", "dx_embd", "dbranch"]),
+    (dict(norm="scalenorm", dropout=0.1), ["x_attn", "xn_embd", "dbranch"], ["mean_attn", "xn_final"]),
+])
+def test_the_workspace_holds_only_what_the_components_use(components, present, absent):
+    from microgpt.numba_gpt import Workspace, layout_of
+    config = GPTConfig(vocab_size=5, n_embd=8, n_head=2, n_layer=2, block_size=4, **components)
+    ws = Workspace(layout_of(Params(config)), 6, np.float64)
+    assert all(hasattr(ws, name) for name in present)
+    assert not any(hasattr(ws, name) for name in absent)
+    fc1_width = 2 * config.n_hidden if config.mlp == "swiglu" else config.n_hidden
+    assert ws.fc1.shape == (2, 6, fc1_width) and ws.hidden.shape == (2, 6, config.n_hidden)
+
+
+@pytest.mark.parametrize("components", [dict(PRESETS["gpt2"], dropout=0.2), dict(mlp="swiglu", attn_window=2, pos="sinusoidal")])
+def test_prepare_warms_up_every_path_of_any_architecture_and_changes_nothing(components):
+    """The warm-up runs training (with dropout masks when the model has dropout), evaluation and
+    decoding on a tiny batch, and leaves the weights as they were."""
+    config = GPTConfig(vocab_size=5, n_embd=8, n_head=2, n_layer=1, block_size=4, **components)
+    params = Params.init(config, np.random.default_rng(0))
+    before = params.flat.copy()
+    backend = NumbaBackend()
+    backend.prepare(params, notify=None)
+    assert np.array_equal(params.flat, before)
+    loss, grads = backend.loss_and_grads(params, [[4, 1, 2, 4]])
+    assert loss == pytest.approx(ScalarBackend().loss(params, [[4, 1, 2, 4]]), rel=1e-12)

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from microgpt.config import MLPS, NORMS, POSITIONS, PRESETS, GPTConfig, TrainConfig
 from microgpt.dropout import DropoutMasks, draw_masks
 from microgpt.engine import Value
-from microgpt.errors import UsageError
 from microgpt.gradcheck import fd_violation, finite_difference_grads, finite_differences_near_kinks, random_batch
 from microgpt.optim import Adam
 from microgpt.params import Params
@@ -357,28 +356,3 @@ def gpt2_last_logits(P, tokens):
     h = ln(x, P["layer0.mlp_norm_g"], P["layer0.mlp_norm_b"])
     x = x + gelu(h @ P["layer0.mlp_fc1"].T + P["layer0.mlp_b1"]) @ P["layer0.mlp_fc2"].T + P["layer0.mlp_b2"]
     return (ln(x, P["final_norm_g"], P["final_norm_b"]) @ P["wte"].T)[-1]
-
-
-@pytest.mark.parametrize("component", [dict(norm="layernorm"), dict(mlp="gelu"), dict(pos="sinusoidal"),
-                                       dict(attn_window=2), dict(bias=True), dict(tie_weights=True),
-                                       dict(final_norm=True), dict(embed_norm=False)])
-def test_numba_backend_refuses_components_it_does_not_implement(component):
-    from microgpt.numba_gpt import NumbaBackend
-    params = Params.init(GPTConfig(vocab_size=5, n_embd=8, n_head=2, n_layer=1, block_size=4, **component),
-                         np.random.default_rng(0))
-    field, value = next(iter(component.items()))
-    with pytest.raises(UsageError, match=f"numba backend does not implement {field} = {value!r}.*--backend scalar"):
-        NumbaBackend().loss_and_grads(params, [[4, 1, 4]])
-    with pytest.raises(UsageError, match=field):
-        NumbaBackend().prepare(params, notify=print)
-
-
-def test_numba_backend_refuses_dropout_masks_but_evaluates_a_dropout_model():
-    from microgpt.numba_gpt import NumbaBackend
-    config = GPTConfig(vocab_size=5, n_embd=8, n_head=2, n_layer=1, block_size=4, dropout=0.1)
-    params = Params.init(config, np.random.default_rng(0))
-    masks = draw_masks(np.random.default_rng(0), [2], config)
-    with pytest.raises(UsageError, match="dropout = 0.1"):
-        NumbaBackend().loss_and_grads(params, [[4, 1, 4]], masks=masks)
-    loss = NumbaBackend().loss(params, [[4, 1, 4]])
-    assert loss == pytest.approx(ScalarGPT(params).loss([[4, 1, 4]]).data, rel=1e-12)
