@@ -87,25 +87,25 @@ class Layout(NamedTuple):
     n_embd: int              # C
     n_hidden: int            # H, the MLP's hidden width
     block_size: int          # T
-    tensors: dict            # name -> (offset, shape): wte, wpe, the norms' weights, lm_head
+    tensors: dict            # name -> (start, stop, shape) in the vector: wte, wpe, the norms' weights, lm_head
     layers: list             # per layer, the same for its tensors, named without "layer{i}.", fused as in FUSED
     positions_table: dict    # dtype -> the (T, C) sinusoidal table (pos = "sinusoidal"), else empty
 
 
 def fused_entry(params, prefix, group):
-    """(offset, shape) of the tensors of `group` present in params, read as one: rows stacked.
+    """(start, stop, shape) of the tensors of `group` present in params, read as one: rows stacked.
 
     They must sit one after the other in the flat vector; this is checked, not assumed.
     """
     names = [prefix + name for name in group if prefix + name in params.offsets]
-    offset, at = params.offsets[names[0]], params.offsets[names[0]]
+    start = at = params.offsets[names[0]]
     for name in names:
         if params.offsets[name] != at:
             raise ValueError(f"{', '.join(names)} are not adjacent in the parameter vector: "
                              f"the kernels read them as one tensor")
         at += math.prod(params.shapes[name])
     shape = params.shapes[names[0]]
-    return offset, (sum(params.shapes[name][0] for name in names),) + shape[1:]
+    return start, at, (sum(params.shapes[name][0] for name in names),) + shape[1:]
 
 
 def layout_of(params):
@@ -121,7 +121,8 @@ def layout_of(params):
             fused_name, group = FUSED[name]
             entries[fused_name] = fused_entry(params, layer + ".", group)
         else:
-            entries[name] = (params.offsets[tensor.name], tensor.shape)
+            start = params.offsets[tensor.name]
+            entries[name] = (start, start + math.prod(tensor.shape), tensor.shape)
     table = {}
     if config.pos == "sinusoidal":
         table64 = sinusoidal_positions(config.block_size, config.n_embd)
@@ -164,14 +165,12 @@ def weights_of(flat, layout, wpe=None):
     wpe: the (T, C) array that stands for wpe when positions are sinusoidal (not in the
     vector): None for the table itself, a scratch array for its gradient.
     """
-    def view(entry):
-        offset, shape = entry
-        return flat[offset:offset + math.prod(shape)].reshape(shape)
-    tensors = {name: view(entry) for name, entry in layout.tensors.items()}
+    tensors = {name: flat[start:stop].reshape(shape) for name, (start, stop, shape) in layout.tensors.items()}
     if "wpe" not in tensors:
         tensors["wpe"] = layout.positions_table[flat.dtype.type] if wpe is None else wpe
     tensors.setdefault("lm_head", tensors["wte"])            # tied: the head is the embedding
-    layers = [LayerWeights(**{name: view(entry) for name, entry in layer.items()}) for layer in layout.layers]
+    layers = [LayerWeights(**{name: flat[start:stop].reshape(shape) for name, (start, stop, shape) in layer.items()})
+              for layer in layout.layers]
     return Weights(layers=layers, **tensors)
 
 
@@ -318,19 +317,26 @@ class Workspace:
         for name, shape in shapes.items():
             setattr(self, name, self.memory[at:at + math.prod(shape)].reshape(shape))
             at += math.prod(shape)
-        # each norm's arrays, whole: its input (where the backward reads it), output, rstd, μ
-        self.norms = {site: NormRows(getattr(self, f"x_{site}", None), getattr(self, f"xn_{site}", None),
-                                     getattr(self, f"rstd_{site}", None), getattr(self, f"mean_{site}", None))
-                      for site in ("embd", "attn", "mlp", "final")}
-        self.norms["embd"] = self.norms["embd"]._replace(x=self.x_embd)
-        self.norms["final"] = self.norms["final"]._replace(x=self.x)
+        # each norm's arrays, all rows: (site, None) for the embedding's and the final norm,
+        # (site, l) for layer l's; the input is the one the backward reads (if it reads it)
+        keep = keeps_norm_input(c)
+        self.norms = {}
+        if c.embed_norm:
+            self.norms["embd", None] = NormRows(self.x_embd if keep else None, self.xn_embd, self.rstd_embd,
+                                                getattr(self, "mean_embd", None))
+        if c.final_norm:
+            self.norms["final", None] = NormRows(self.x if keep else None, self.xn_final, self.rstd_final,
+                                                 getattr(self, "mean_final", None))
+        for site in ("attn", "mlp"):
+            for l in range(L):
+                self.norms[site, l] = NormRows(*(None if a is None else a[l] for a in (
+                    getattr(self, f"x_{site}", None), getattr(self, f"xn_{site}"), getattr(self, f"rstd_{site}"),
+                    getattr(self, f"mean_{site}", None))))
 
     def norm_rows(self, site, r0, r1, l=None):
         """The NormRows of the norm at `site` ("embd", "attn", "mlp", "final") on rows r0..r1 (of layer l)."""
-        def rows(a):
-            return None if a is None else a[r0:r1] if l is None else a[l, r0:r1]
-        x, xn, rstd, mean = self.norms[site]
-        return NormRows(rows(x), rows(xn), rows(rstd), rows(mean))
+        x, xn, rstd, mean = self.norms[site, l]
+        return NormRows(x if x is None else x[r0:r1], xn[r0:r1], rstd[r0:r1], mean if mean is None else mean[r0:r1])
 
 
 # ------------------------------------------------------------------ forward
@@ -558,14 +564,13 @@ def gpt_backward(ws, dw, w, batch, r0, r1, dloss, masks=None):
 
 # ------------------------------------------------------------- entry points
 
-def shard_loss_and_grads(dweights, weights, layout, batch, ws, r0, r1, masks=None):
+def shard_loss_and_grads(dweights, w, layout, batch, ws, r0, r1, masks=None):
     """Forward and backward of the rows r0..r1 (whole sequences) of a packed batch, on one thread.
 
     Returns the loss summed over those rows; their share of the gradient of the batch's
     mean loss is written to dweights (P,). With r0, r1 = 0, N this is the whole step.
-    masks: the step's DropoutMasks, or None.
+    w: the `Weights`;  masks: the step's DropoutMasks, or None.
     """
-    w = weights_of(weights, layout)
     gpt_forward(ws, w, batch.tokens, batch.positions, r0, r1, masks)
     total = cross_entropy_forward(ws.probs[r0:r1], ws.logits[r0:r1], batch.targets[r0:r1])
     dweights.fill(0.0)
@@ -614,12 +619,20 @@ class Model:
         self.dweights = np.zeros((0, params.size), self.dtype)    # (S, P)
         # float64 computes on params.flat itself; float32 on this copy, refreshed every step
         self.weights32 = np.empty(params.size, np.float32) if self.dtype == np.float32 else None
+        self.views, self.views_of = None, None      # weights_of(views_of), kept while it is the same vector
 
     def workspace_for(self, rows):
         """The Workspace, reallocated if it has fewer rows: at most a few times a run."""
         if self.ws is None or self.ws.rows < rows:
             self.ws = Workspace(self.layout, rows, self.dtype)
         return self.ws
+
+    def weights_views(self, flat):
+        """weights_of(flat), made again only when flat is another vector: the weights change in
+        place from step to step, and views of them stay valid."""
+        if self.views_of is not flat:
+            self.views, self.views_of = weights_of(flat, self.layout), flat
+        return self.views
 
     def workspace(self):
         """The Workspace, to look at from Python (tests, debugging)."""
@@ -711,7 +724,7 @@ class NumbaBackend:
         model = self.model(params)
         packed = pack_batch(batch, params.config.block_size)
         N, grads = len(packed.tokens), np.empty(params.size)
-        weights, ws = self.weights(model, params), model.workspace_for(N)
+        weights, ws = model.weights_views(self.weights(model, params)), model.workspace_for(N)
         n_shards = self.n_shards(model.layout, packed) if n_shards is None else n_shards
         if n_shards == 1 and model.dtype == np.float64:     # the one shard writes straight into grads
             return shard_loss_and_grads(grads, weights, model.layout, packed, ws, 0, N, masks) / N, grads
