@@ -400,6 +400,14 @@ def add_branch(x, branch, b, mask):
     add_into(x, branch)
 
 
+def layer_masks(masks, l, r0, r1):
+    """Layer l's dropout masks for rows r0..r1: attention's (whole: the kernel indexes it by row,
+    (N, NH, T)), and the two branches' rows (N, C); NO_MASK, None, None without dropout."""
+    if masks is None:
+        return NO_MASK, None, None
+    return masks.attn[l], masks.attn_out[l][r0:r1], masks.mlp_out[l][r0:r1]
+
+
 def linear_bias_forward(out, x, w, b):
     """out = x·wᵀ (+ b): out (N, OUT), x (N, IN), w (OUT, IN), b (OUT,) or None."""
     linear_forward(out, x, w)
@@ -420,8 +428,7 @@ def layer_forward(ws, l, w, positions, r0, r1, masks=None):
     """
     lw, c = w.layers[l], ws.config
     x, branch = ws.x[r0:r1], ws.branch[r0:r1]
-    attn_mask, attn_out, mlp_out = ((masks.attn[l], masks.attn_out[l][r0:r1], masks.mlp_out[l][r0:r1])
-                                    if masks is not None else (NO_MASK, None, None))
+    attn_mask, attn_out, mlp_out = layer_masks(masks, l, r0, r1)
     # attention branch
     norm = block_norm_forward(ws, "attn", l, x, r0, r1, lw.attn_norm_g, lw.attn_norm_b)
     linear_bias_forward(ws.qkv[l, r0:r1], norm.xn, lw.attn_wqkv, lw.attn_bqkv)
@@ -499,8 +506,7 @@ def layer_backward(ws, dw, l, w, positions, r0, r1, masks=None):
     """
     lw, dlw, c = w.layers[l], dw.layers[l], ws.config
     dx, dxn = ws.dx[r0:r1], ws.dxn[r0:r1]
-    attn_mask, attn_out, mlp_out = ((masks.attn[l], masks.attn_out[l][r0:r1], masks.mlp_out[l][r0:r1])
-                                    if masks is not None else (NO_MASK, None, None))
+    attn_mask, attn_out, mlp_out = layer_masks(masks, l, r0, r1)
     # MLP branch: x += m ⊙ (act(xn·W1ᵀ + b1)·W2ᵀ + b2)
     dbranch = branch_backward(ws, dx, dlw.mlp_b2, mlp_out, r0, r1)
     dhidden, dfc1 = ws.dhidden[r0:r1], ws.dfc1[r0:r1]
@@ -610,7 +616,7 @@ def gpt_decode_step(logits, weights, layout, ws, tokens, positions, pos):
 
 class Model:
     """What the backend keeps per model (config), allocated once: its Layout, its Workspace,
-    each shard's weight gradients, and the weights in the compute dtype."""
+    each shard's weight gradients, the weights in the compute dtype, and their views."""
 
     def __init__(self, params, dtype):
         self.layout = layout_of(params)

@@ -414,3 +414,26 @@ def test_prepare_warms_up_every_path_of_any_architecture_and_changes_nothing(com
     assert np.array_equal(params.flat, before)
     loss, grads = backend.loss_and_grads(params, [[4, 1, 2, 4]])
     assert loss == pytest.approx(ScalarBackend().loss(params, [[4, 1, 2, 4]]), rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_shards_take_their_rows_of_the_dropout_masks(dtype):
+    """A model with every component and dropout: split over 2 or 3 threads, the same loss and
+    gradients as in one piece (each shard reads its own rows of every mask)."""
+    from microgpt.dropout import draw_masks
+    from microgpt.numba_prepare import Workers
+    config = GPTConfig(vocab_size=7, n_embd=8, n_head=2, n_layer=2, block_size=6, **PRESETS["gpt2"],
+                       dropout=0.3, attn_window=3, mlp="swiglu", pos="sinusoidal")
+    params = Params.init(config, np.random.default_rng(0), std=0.3)
+    rng = np.random.default_rng(6)
+    batch = random_batch(config, rng, 7)
+    masks = draw_masks(rng, [len(tokens) - 1 for tokens in batch], config)
+    backend = NumbaBackend(dtype)
+    backend.workers = Workers(3)
+    loss, grads = backend.loss_and_grads(params, batch, masks, n_shards=1)
+    tol = 1e-12 if dtype == "float64" else 1e-6
+    for n_shards in (2, 3):
+        loss_t, grads_t = backend.loss_and_grads(params, batch, masks, n_shards=n_shards)
+        assert abs(loss_t - loss) <= tol * abs(loss) and relative_difference(grads_t, grads) <= tol
+    unmasked, _ = backend.loss_and_grads(params, batch, n_shards=2)
+    assert abs(unmasked - loss) > 1e-3 * abs(loss)          # the masks did drop something
