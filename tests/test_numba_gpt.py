@@ -422,8 +422,8 @@ def test_shards_take_their_rows_of_the_dropout_masks(dtype):
     gradients as in one piece (each shard reads its own rows of every mask)."""
     from microgpt.dropout import draw_masks
     from microgpt.numba_prepare import Workers
-    config = GPTConfig(vocab_size=7, n_embd=8, n_head=2, n_layer=2, block_size=6, **PRESETS["gpt2"],
-                       dropout=0.3, attn_window=3, mlp="swiglu", pos="sinusoidal")
+    components = dict(PRESETS["gpt2"], init="microgpt", dropout=0.3, attn_window=3, mlp="swiglu", pos="sinusoidal")
+    config = GPTConfig(vocab_size=7, n_embd=8, n_head=2, n_layer=2, block_size=6, **components)
     params = Params.init(config, np.random.default_rng(0), std=0.3)
     rng = np.random.default_rng(6)
     batch = random_batch(config, rng, 7)
