@@ -168,3 +168,28 @@ def test_float32_gradients_match_float64_for_each_architecture(name):
             assert np.abs(g32).max() <= 2e-5 * np.abs(grads64).max()
         else:
             assert relative_difference(g32, g64) <= 2e-5, tensor
+
+
+def ignore(*arrays):
+    """A backward that adds nothing: the bug of a gradient left out."""
+
+
+@pytest.mark.parametrize("components, name, broken", [
+    (dict(bias=True), "bias_backward", ignore),
+    (dict(dropout=0.25), "dropout_backward", ignore),
+    (dict(norm="layernorm", norm_weights=True), "layernorm_backward",
+     lambda dx, dout, x, mean, rstd, g=None, dg=None, db=None: None),
+])
+def test_the_comparison_catches_a_gradient_the_numba_glue_leaves_out(monkeypatch, components, name, broken):
+    """With one backward of the Numba model broken, the engines disagree and finite differences say so."""
+    from microgpt import numba_gpt
+    config = GPTConfig(vocab_size=6, n_embd=8, n_head=2, n_layer=1, block_size=5, **components)
+    params = perturbed_params(config, 1)
+    rng = np.random.default_rng(2)
+    batch = random_batch(config, rng, 2)
+    masks = draw_masks(rng, [len(tokens) - 1 for tokens in batch], config)
+    assert gradcheck(params, batch, fd_per_tensor=4, masks=masks).ok
+    monkeypatch.setattr(numba_gpt, name, broken)
+    report = gradcheck(params, batch, fd_per_tensor=4, masks=masks)
+    assert not report.ok
+    assert max(t.engines_rel for t in report.tensors) > 1e-3
