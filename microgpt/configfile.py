@@ -36,7 +36,7 @@ TABLES = {
     "data": _DATA_KEYS,
     "run": _RUN_KEYS,
 }
-# The values a few string options may take (the model's are checked by GPTConfig.validate).
+# The values a few options may take (the configs' own fields are checked by their validate()).
 CHOICES = {"preset": tuple(PRESETS), "data_mode": ("auto", "lines", "text"),
            "backend": ("scalar", "numba"), "dtype": ("float64", "float32")}
 _KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
@@ -84,6 +84,8 @@ def _checked(path, table, key, value):
         raise UsageError(f"{path}: [{table}] {key} should be a finite number, not {value}")
     if name in CHOICES and value not in CHOICES[name]:
         raise UsageError(f"{path}: [{table}] {key} should be one of {', '.join(CHOICES[name])}, not {value!r}")
+    if name == "val_fraction" and not 0 <= value <= 0.5:
+        raise UsageError(f"{path}: [{table}] {key} should be from 0 to 0.5, not {value}")
     return name, value
 
 

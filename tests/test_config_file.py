@@ -88,6 +88,7 @@ def test_precedence_defaults_file_preset_file_values_flag_preset_flags(tmp_path)
     ("[run]\nbackend = \"gpu\"\n", "[run] backend should be one of scalar, numba, not 'gpu'"),
     ("[model]\npreset = \"llama\"\n", "[model] preset should be one of microgpt, gpt2, not 'llama'"),
     ("[data]\nmode = \"words\"\n", "[data] mode should be one of auto, lines, text"),
+    ("[data]\nval_fraction = 0.9\n", "[data] val_fraction should be from 0 to 0.5, not 0.9"),
     ("[data]\nsize = 4\n", "unknown key 'size' in [data]; expected one of: path, mode, val_fraction"),
 ])
 def test_a_bad_file_is_one_line_naming_the_file_and_the_key(names_file, tmp_path, text, fragment):

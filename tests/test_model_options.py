@@ -96,7 +96,7 @@ def stopped_run(names_file, tmp_path):
 
 @pytest.mark.parametrize("argv, fragment", [
     (("--norm", "layernorm"), "--norm layernorm does not match the run's norm rmsnorm"),
-    (("--bias",), "--bias True does not match the run's bias False"),
+    (("--bias",), "--bias does not match the run's bias False"),
     (("--dropout", "0.1"), "--dropout 0.1 does not match the run's dropout 0.0"),
     (("--preset", "gpt2"), "(from --preset gpt2) does not match the run's"),
 ])

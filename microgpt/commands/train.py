@@ -4,8 +4,10 @@ A file of lines (names) trains on one document per line; a long text (a play)
 trains on one character stream; `--data auto` (the default) picks and says why.
 A new run writes to --out (default runs/<file name>); `--resume RUN_DIR`
 continues a run from its checkpoint, exactly (and `--steps N` extends a finished
-one). The run itself (directory, checkpoints, logs, evaluations, signals) is
-`microgpt.run`; this module parses, builds the configs, and prints.
+one). The model's components come from --preset and their own options, and any
+option may come from a TOML file (`--config`, read by `microgpt.configfile`). The
+run itself (directory, checkpoints, logs, evaluations, signals) is `microgpt.run`;
+this module parses, builds the configs, and prints.
 """
 
 import math
@@ -160,6 +162,7 @@ def resolve_options(args):
             setattr(args, name, value)
             args.sources[name] = source
 
+
 def new_run(args):
     """A fresh run from the options: (locked RunDirectory, Checkpoint at step 0, data)."""
     from microgpt.run import RunDirectory, default_run_dir
@@ -240,7 +243,8 @@ def check_resume_options(args, run):
             option = "--data" if name == "data_mode" else "--" + name.replace("_", "-")
             label = "data" if name == "data_mode" else name
             source = args.sources.get(name)
-            asked = f"{label} {given} (from {source})" if source else f"{option} {given}"
+            as_typed = (option if given else "--no-" + option[2:]) if isinstance(given, bool) else f"{option} {given}"
+            asked = f"{label} {given} (from {source})" if source else as_typed
             leave = (f"leave {option} out" if not source else f"leave {source} out" if source.startswith("--")
                      else f"take {label} out of {source.split(' in ')[-1]}")
             raise UsageError(f"{asked} does not match the run's {label} {actual}: a resumed run keeps its "
