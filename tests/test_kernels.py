@@ -104,7 +104,7 @@ def relu_case():
 
 def attention_forward_kernel(q, k, v):
     out, att, kt = np.empty_like(q), np.zeros((N, NH, 5)), np.empty((C, N))
-    K.attention_forward(out, att, kt, np.concatenate([q, k, v], axis=1), POSITIONS, 0, N)
+    K.attention_forward(out, att, kt, np.concatenate([q, k, v], axis=1), POSITIONS, 0, N, 0, K.NO_MASK)
     return out, att
 
 
@@ -113,7 +113,8 @@ def attention_backward_kernel(dout, q, k, v, dqkv=None):
     _, att = attention_forward_kernel(q, k, v)
     dqkv = np.zeros((N, 3 * C)) if dqkv is None else dqkv
     datt, vt = np.empty((N, NH, 5)), np.empty((C, N))
-    K.attention_backward(dqkv, datt, vt, dout, att, np.concatenate([q, k, v], axis=1), POSITIONS, 0, N)
+    K.attention_backward(dqkv, datt, vt, dout, att, np.concatenate([q, k, v], axis=1), POSITIONS, 0, N,
+                         0, K.NO_MASK)
     return dict(q=dqkv[:, :C], k=dqkv[:, C:2 * C], v=dqkv[:, 2 * C:])
 
 
