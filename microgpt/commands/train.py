@@ -24,7 +24,7 @@ from microgpt.config import GPTConfig, TrainConfig
 from microgpt.configfile import CONFIG_TOML, layered_options, read_config_file, write_run_config
 from microgpt.data import load_data
 from microgpt.errors import UsageError
-from microgpt.limits import check_size
+from microgpt.limits import check_block_size, check_size
 from microgpt.optim import SCHEDULES
 from microgpt.run import TEXT_SAMPLE_CHARS
 from microgpt.summary import describe_components, short_summary
@@ -173,6 +173,7 @@ def new_run(args):
     data_path = find_data(args.data or BUNDLED_NAMES)
     given = {name: getattr(args, name) for name in MODEL_OPTIONS + TRAIN_OPTIONS if getattr(args, name) is not None}
     block_size = given.get("block_size", _default(GPTConfig, "block_size"))
+    check_block_size(block_size)   # before the data is read with it
     val_fraction = 0.1 if args.val_fraction is None else args.val_fraction
     data = load_data(data_path, block_size, args.data_mode or "auto", val_fraction, progress=not args.quiet)
     backend = args.backend or "scalar"
