@@ -60,7 +60,7 @@ def test_each_flag_sets_its_field():
     (("--bias=yes",), "argument --bias/--no-bias: ignored explicit argument 'yes'"),
 ])
 def test_a_bad_value_is_one_line_and_exit_2(names_file, tmp_path, argv, fragment):
-    for command in (("summary",), ("train", names_file, "--out", tmp_path / "never"), ("gradcheck",)):
+    for command in (("summary",), ("train", names_file, "--out", tmp_path / "never"), ("gradcheck",), ("bench",)):
         code, _, err = run_main(*command, *argv)
         assert_clean_error(code, err, command=command[0], exit_code=2)
         assert fragment in err
@@ -113,6 +113,13 @@ def test_resume_accepts_the_runs_own_components(stopped_run):
                             "--norm", "rmsnorm", "--no-bias", "--attn-window", 0)
     assert code == 0, err
     assert load_checkpoint(str(stopped_run)).step == 4
+
+
+def test_bench_builds_its_models_with_the_components():
+    from microgpt.bench import setup
+    params, _, _, train_config = setup((8, 2, 1, 6, 3), components=dict(bias=True, mlp="gelu"))
+    assert params.config == GPTConfig(27, n_embd=8, n_head=2, n_layer=1, block_size=6, bias=True, mlp="gelu")
+    assert train_config.batch_size == 3
 
 
 # ------------------------------------------------------------------ checkpoints
