@@ -157,8 +157,8 @@ def add_model_arguments(parser):
     group.add_argument("--preset", choices=tuple(PRESETS),
                        help="microgpt: RMSNorm without weights after the embedding and before each branch, ReLU, "
                             "learned positions, no biases, N(0, 0.08²) init; gpt2: GPT-2's block: LayerNorm "
-                            "with gain and bias before each branch and before the head, GELU, biases, the head "
-                            "tied to wte, GPT-2's init")
+                            "with gain and bias before each branch and before the head (none after the "
+                            "embedding), GELU, biases, the head tied to wte, GPT-2's init")
     group.add_argument("--norm", choices=NORMS,
                        help="rmsnorm: x/rms(x); layernorm: (x - mean)/std; scalenorm: √C·x/‖x‖ (default rmsnorm)")
     group.add_argument("--norm-weights", action=on_off,
