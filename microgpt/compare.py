@@ -24,6 +24,7 @@ from microgpt.errors import UsageError
 
 MAX_RUNS = 10       # one distinct colour per run (matplotlib's tab10); more curves than that are unreadable
 MISSING = "-"       # a measure a run does not have (no validation data, no logged step)
+TAIL = 100          # steps in the mean training loss, as train's own report takes it
 EMPTY_NAME = "(empty)"  # a sampled name that ended at once: an empty cell would read as a missing one
 
 
@@ -119,10 +120,12 @@ def config_differences(runs):
 
 
 def final_losses(runs):
-    """[(measure, [value of each run])]: the steps trained, and the last and best losses from the logs."""
+    """[(measure, [value of each run])]: the steps trained, the last and best losses from the logs,
+    and the bigram yardstick to read them against."""
     measures = {
         "steps trained": lambda run: str(run.checkpoint.step),
         "training loss, last step": lambda run: _last(run.log, "loss"),
+        f"training loss, mean of last {TAIL}": lambda run: _tail_mean(run.log, "loss"),
         "training loss, last evaluation": lambda run: _last(run.evals, "train_loss"),
         "validation loss, last evaluation": lambda run: _last(run.evals, "val_loss"),
         "best validation loss": _best,
@@ -134,6 +137,12 @@ def final_losses(runs):
 def _last(table, column):
     values = table.get(column, np.zeros(0))
     return _number(values[-1]) if values.size else MISSING
+
+
+def _tail_mean(table, column):
+    """The mean of the last TAIL values (of all, if fewer): one batch's loss is noisy, this is not."""
+    values = table.get(column, np.zeros(0))[-TAIL:]
+    return _number(values.mean()) if values.size else MISSING
 
 
 def _best(run):

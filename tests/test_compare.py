@@ -90,6 +90,7 @@ def test_final_losses_are_the_values_in_the_logs(runs, tmp_path):
         best = int(np.argmin(np.where(later, evals["val_loss"], np.inf)))
         assert table["steps trained"][column] == "30"
         assert table["training loss, last step"][column] == f"{log['loss'][-1]:.4f}"
+        assert table["training loss, mean of last 100"][column] == f"{log['loss'].mean():.4f}"   # 30 steps: all
         assert table["training loss, last evaluation"][column] == f"{evals['train_loss'][-1]:.4f}"
         assert table["validation loss, last evaluation"][column] == f"{evals['val_loss'][-1]:.4f}"
         assert table["best validation loss"][column] == f"{evals['val_loss'][best]:.4f} (step {int(evals['step'][best])})"
@@ -168,3 +169,15 @@ def test_bad_input_gets_one_line(runs, tmp_path, make_args, says):
     assert_clean_error(code, err, command="compare")
     assert says in err
     assert not os.path.exists(tmp_path / "compare.png")
+
+
+def test_the_mean_training_loss_takes_the_last_100_steps():
+    from types import SimpleNamespace
+    from microgpt.compare import ComparedRun, final_losses
+    steps = np.arange(1.0, 151.0)
+    log = {"step": steps, "loss": steps / 100}            # steps 51..150: losses 0.51..1.50, mean 1.005
+    run = ComparedRun("r", SimpleNamespace(step=150), log, {}, {})
+    table = dict(final_losses([run, run]))
+    assert table["training loss, mean of last 100"] == ["1.0050", "1.0050"]
+    assert table["training loss, last step"] == ["1.5000", "1.5000"]
+    assert table["validation loss, last evaluation"] == ["-", "-"]
