@@ -201,17 +201,19 @@ def draw_samples(run, num, seed=42, temperature=0.5, max_new_tokens=None, backen
 
 
 def format_samples(runs, samples):
-    """Names in one column per run (an empty name, BOS drawn first, shows as EMPTY_NAME); texts
-    (several lines each) one run after another."""
+    """Names in one column per run; otherwise (a run on a text) one run after another, its
+    samples indented and apart. An empty name (BOS drawn first) shows as EMPTY_NAME."""
     labels = [run.label for run in runs]
+    samples = [[text or EMPTY_NAME for text in texts] if run.lines_mode else texts
+               for run, texts in zip(runs, samples)]
     if all(run.lines_mode for run in runs):
-        samples = [[text or EMPTY_NAME for text in texts] for texts in samples]
         rows = [[texts[i] if i < len(texts) else "" for texts in samples] for i in range(max(map(len, samples)))]
         widths = [max([len(label)] + [len(text) for text in texts]) for label, texts in zip(labels, samples)]
         lines = [labels] + rows
         return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
     blocks = []
-    for label, texts in zip(labels, samples):
-        body = "\n".join("  " + line for text in texts for line in text.strip("\n").splitlines())
-        blocks.append(f"{label}:\n{body}")
+    for run, texts in zip(runs, samples):
+        apart = "\n" if run.lines_mode else "\n\n"     # a text sample spans lines: a blank line ends it
+        body = apart.join("\n".join("  " + line for line in text.strip("\n").split("\n")) for text in texts)
+        blocks.append(f"{run.label}:\n{body}")
     return "\n\n".join(blocks)

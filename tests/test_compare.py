@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from microgpt.checkpoint import load_checkpoint
-from microgpt.compare import EMPTY_NAME, load_runs, yardstick_groups
+from microgpt.compare import EMPTY_NAME, draw_samples, load_run, load_runs, yardstick_groups
 from microgpt.runlog import read_log
 from tests.conftest import run_cli
 from tests.runhelpers import SMALL_NAMES, assert_clean_error, run_main, train
@@ -181,3 +181,17 @@ def test_the_mean_training_loss_takes_the_last_100_steps():
     assert table["training loss, mean of last 100"] == ["1.0050", "1.0050"]
     assert table["training loss, last step"] == ["1.5000", "1.5000"]
     assert table["validation loss, last evaluation"] == ["-", "-"]
+
+
+def test_a_text_run_compares_with_a_names_run(runs, tmp_path):
+    (tmp_path / "play.txt").write_text("to be, or not to be: that is the question.\n" * 60, encoding="utf-8")
+    play = tmp_path / "play"
+    train(tmp_path / "play.txt", play, "--data", "text", "--samples", 0, steps=10)
+    out = compare(play, runs["a"], "--num", 2, "--max-new-tokens", 30, "--out", tmp_path / "c.png")
+    assert parse_table(out, "options that differ", [play, runs["a"]])["data mode"] == ["text", "lines"]
+    code, sampled, err = run_main("sample", play, "--num", 2, "--max-new-tokens", 30, "--seed", 42)
+    assert code == 0, err
+    texts = draw_samples(load_run(str(play)), 2, seed=42, max_new_tokens=30)
+    assert "".join(text + "\n" for text in texts) == sampled         # what sample prints, text for text
+    shown = out.split(f"{play}:\n", 1)[1].split(f"\n\n{runs['a']}:\n", 1)[0]
+    assert shown == "\n\n".join("\n".join("  " + line for line in text.strip("\n").split("\n")) for text in texts)
