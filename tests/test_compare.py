@@ -163,6 +163,7 @@ def test_output_without_differences_says_so(runs, tmp_path):
     (lambda runs, tmp: [runs["a"], tmp], "has no checkpoint.json"),
     (lambda runs, tmp: [runs["a"], runs["b"], "--out", tmp / "c.svg"], "give a file name ending in .png"),
     (lambda runs, tmp: [], "the following arguments are required: RUN_DIR"),
+    (lambda runs, tmp: [runs["a"]] * 11, "compare draws at most 10 runs in one picture (11 were given)"),
 ])
 def test_bad_input_gets_one_line(runs, tmp_path, make_args, says):
     code, out, err = run_main("compare", *make_args(runs, tmp_path))
