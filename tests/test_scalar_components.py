@@ -112,6 +112,16 @@ def test_window_forgets_what_is_older_than_w_positions():
     assert np.abs(a[2] - b[2]).max() > 1e-3 and np.abs(a[3] - b[3]).max() > 1e-3
 
 
+def test_captured_attention_of_a_window_sits_on_the_diagonal():
+    from microgpt.viz.capture import capture_forward
+    config = GPTConfig(vocab_size=7, n_embd=8, n_head=2, n_layer=1, block_size=6, attn_window=2)
+    weights = capture_forward(perturbed_params(config, 0), [6, 0, 3, 1, 2]).attention(layer=0, head=1)
+    p, s = np.indices((5, 5))
+    seen = (s <= p) & (s > p - 2)
+    assert np.isnan(weights[~seen]).all() and not np.isnan(weights[seen]).any()
+    np.testing.assert_allclose(np.nansum(weights, axis=1), 1.0, rtol=1e-14)
+
+
 def test_a_window_as_long_as_the_block_is_full_attention(tiny_params):
     windowed = Params(replace(tiny_params.config, attn_window=tiny_params.config.block_size), tiny_params.flat)
     batch = [[6, 0, 3, 3, 1, 2, 6]]
