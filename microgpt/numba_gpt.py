@@ -507,8 +507,9 @@ class NumbaBackend:
         return gpt_loss(self.weights(model, params), model.layout, packed, model.workspace_for(len(packed.tokens)))
 
     def loss_and_grads(self, params, batch, masks=None, n_shards=None):
-        """The loss and its float64 gradient (`masks`: dropout is not implemented here yet; None only). The batch is split into n_shards shards of whole
+        """The loss and its float64 gradient. The batch is split into n_shards shards of whole
         sequences that run side by side, one thread each (None: as `n_shards` chooses).
+        `masks` must be None: the kernels do not implement dropout yet.
 
         Shard s writes its gradients to dweights[s]; they are then added into grads in shard
         order (pieces of the vector on each thread), as are the losses: the result depends on
