@@ -126,14 +126,14 @@ class ScalarGPT:
         # a vector (gain, bias) -> one list of Values
         self.w = {}
         for name, shape in params.shapes.items():
-            start, cols = params.offsets[name], shape[-1]
-            rows = [self.leaves[start + r * cols:start + (r + 1) * cols] for r in range(math.prod(shape[:-1]))]
-            self.w[name] = rows if len(shape) == 2 else rows[0]
+            start = params.offsets[name]
+            entries = self.leaves[start:start + math.prod(shape)]
+            if len(shape) == 2:
+                entries = [entries[r * shape[1]:(r + 1) * shape[1]] for r in range(shape[0])]
+            self.w[name] = entries
         self.sum = atomic_sum if atomic else Value.sum
         self.dot = atomic_dot if atomic else Value.dot
         self.activation = {"relu": self.relu, "gelu": self.gelu, "swiglu": self.swiglu}[self.config.mlp]
-        self.normalise = {"rmsnorm": self.rmsnorm, "layernorm": self.layernorm,
-                          "scalenorm": self.scalenorm}[self.config.norm]
         self.pe = (sinusoidal_positions(self.config.block_size, self.config.n_embd).tolist()
                    if self.config.pos == "sinusoidal" else None)
         self.recorder = None  # recorder(name, values), called by record(); None while training
@@ -202,7 +202,7 @@ class ScalarGPT:
         if c.norm == "scalenorm":
             s = self.w[f"{prefix}_g"][0] if c.norm_weights else Value(math.sqrt(c.n_embd))
             return self.scalenorm(x, s)
-        out = self.normalise(x)
+        out = self.rmsnorm(x) if c.norm == "rmsnorm" else self.layernorm(x)
         if c.norm_weights:
             out = [o * g for o, g in zip(out, self.w[f"{prefix}_g"])]
             if c.norm == "layernorm":
