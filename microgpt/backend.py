@@ -13,8 +13,10 @@ and `generate.py` never ask which engine they hold:
         the mean cross-entropy over every next-token prediction in the batch, forward
         only: no gradients are computed (evaluation).
 
-    loss_and_grads(params, batch) -> (loss: float, grads: flat float64 array like params.flat)
-        the same loss, and its gradient with respect to every parameter.
+    loss_and_grads(params, batch, masks=None) -> (loss: float, grads: flat float64 array like params.flat)
+        the same loss, and its gradient with respect to every parameter. `masks` is a
+        `microgpt.dropout.DropoutMasks` when the model has dropout (the training loop
+        draws them, so that every engine drops exactly the same values), else None.
 
     step_optimizer(optimizer, theta, grads, lr) -> bool
         optimizer.step(theta, grads, lr): the same update, bit for bit (the Numba

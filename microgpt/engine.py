@@ -11,7 +11,7 @@ so one generic loop can run the chain rule backwards:
 
     child.grad += local_grad * node.grad      for every edge, in reverse topological order
 
-Besides the atomic ops (+, *, **, exp, log, relu, tanh) there are two n-ary
+Besides the atomic ops (+, *, **, exp, log, relu, tanh, sigmoid) there are two n-ary
 nodes, `Value.sum(xs)` and `Value.dot(ws, xs)`, that stand for a whole sum or
 dot product. A linear layer then costs one node per output instead of 2·n_in,
 which is where most of the engine's speed comes from.
@@ -118,6 +118,15 @@ class Value:
         """tanh x; d/dx = 1 - tanh² x."""
         t = math.tanh(self.data)
         return Value(t, (self,), (1.0 - t * t,), "tanh")
+
+    def sigmoid(self):
+        """σ(x) = 1 / (1 + e^-x); d/dx = σ(x)·(1 - σ(x))."""
+        if self.data >= 0.0:   # the two forms keep e^(-|x|) ≤ 1, so neither overflows
+            s = 1.0 / (1.0 + math.exp(-self.data))
+        else:
+            e = math.exp(self.data)
+            s = e / (1.0 + e)
+        return Value(s, (self,), (s * (1.0 - s),), "sigmoid")
 
     # ------------------------------------------------------------- n-ary ops
 

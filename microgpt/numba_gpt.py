@@ -47,6 +47,7 @@ from microgpt.kernels import (
     NO_MASK, adam_update, attention_backward, attention_forward, cross_entropy_backward,
     cross_entropy_forward, embedding_backward, embedding_forward, linear_backward, linear_forward,
     relu_backward, relu_forward, rmsnorm_backward, rmsnorm_forward)
+from microgpt.config import GPTConfig
 from microgpt.errors import UsageError
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -77,6 +78,26 @@ class Layout(NamedTuple):
     mlp_fc2: np.ndarray      # (L,) offsets of mlp_fc2 (C, H)
 
 
+# The components the kernels implement only at their default (microgpt's) choice.
+# (mlp_ratio and init are read from the parameters' shapes and values, so any works.)
+UNSUPPORTED_COMPONENTS = ("norm", "norm_weights", "embed_norm", "final_norm", "mlp", "pos",
+                          "attn_window", "bias", "tie_weights")
+
+
+def refuse_unsupported(config, training=False):
+    """Raise UsageError, naming the first component of `config` the kernels do not implement.
+
+    Dropout matters only to training (`training=True`): evaluation and sampling never drop.
+    """
+    default = GPTConfig(config.vocab_size)
+    fields = UNSUPPORTED_COMPONENTS + (("dropout",) if training else ())
+    for field in fields:
+        value = getattr(config, field)
+        if value != getattr(default, field):
+            raise UsageError(f"the numba backend does not implement {field} = {value!r} yet; "
+                             f"use --backend scalar, which supports it")
+
+
 def layout_of(params):
     """The `Layout` of a `Params`: offsets and sizes read from its table of tensors.
 
@@ -85,6 +106,7 @@ def layout_of(params):
     by side; this is checked, not assumed.
     """
     c, offsets, shapes = params.config, params.offsets, params.shapes
+    refuse_unsupported(c)
     V, C = shapes["wte"]
     per_layer = {name: np.array([offsets[f"layer{i}.{name}"] for i in range(c.n_layer)], dtype=np.int64)
                  for name in ("attn_wq", "attn_wk", "attn_wv", "attn_wo", "mlp_fc1", "mlp_fc2")}
@@ -460,6 +482,7 @@ class NumbaBackend:
         """Pin the threads, and load from the disk cache (or compile, after notify(message)) the
         entry points that `uses` of a run of params.config call: "train", "eval", "sample"."""
         from microgpt.numba_prepare import prepare_kernels
+        refuse_unsupported(params.config, training="train" in uses)
         prepare_kernels(self, params, notify, uses)
 
     def n_shards(self, layout, batch):
@@ -484,14 +507,17 @@ class NumbaBackend:
         packed = pack_batch(batch, params.config.block_size)
         return gpt_loss(self.weights(model, params), model.layout, packed, model.workspace_for(len(packed.tokens)))
 
-    def loss_and_grads(self, params, batch, n_shards=None):
+    def loss_and_grads(self, params, batch, masks=None, n_shards=None):
         """The loss and its float64 gradient. The batch is split into n_shards shards of whole
         sequences that run side by side, one thread each (None: as `n_shards` chooses).
+        `masks` must be None: the kernels do not implement dropout yet.
 
         Shard s writes its gradients to dweights[s]; they are then added into grads in shard
         order (pieces of the vector on each thread), as are the losses: the result depends on
         the shards, never on which thread finished first.
         """
+        if masks is not None:
+            refuse_unsupported(params.config, training=True)
         model = self.model(params)
         packed = pack_batch(batch, params.config.block_size)
         N, grads = len(packed.tokens), np.empty(params.size)

@@ -1,17 +1,11 @@
-"""The parameters: names, shapes, one flat float64 vector, and its named views.
+"""The parameters: one flat float64 vector, and a named view of it per tensor.
 
-Both engines read and write the same `Params`. Shapes follow `nn.Linear`,
-(out, in), so a linear layer is y = W @ x:
+Which tensors there are, their shapes and order, is `microgpt.architecture.tensor_table`;
+this module lays them out end to end. Shapes follow `nn.Linear`, (out, in), so a
+linear layer is y = W @ x. With the default config the vector holds
 
-    wte                 (V, C)       token embedding
-    wpe                 (T_max, C)   position embedding
-    layer{i}.attn_wq    (C, C)       query, key, value and output projections
-    layer{i}.attn_wk    (C, C)
-    layer{i}.attn_wv    (C, C)
-    layer{i}.attn_wo    (C, C)
-    layer{i}.mlp_fc1    (4C, C)      MLP up-projection
-    layer{i}.mlp_fc2    (C, 4C)      MLP down-projection
-    lm_head             (V, C)       residual stream -> logits
+    wte (V, C), wpe (T_max, C), per layer attn_wq, attn_wk, attn_wv, attn_wo (C, C),
+    mlp_fc1 (4C, C), mlp_fc2 (C, 4C), and lm_head (V, C).
 
 Keeping everything in one vector makes the optimizer a few vectorised lines, a
 checkpoint one array, and a gradient check a loop over names.
@@ -22,27 +16,19 @@ from dataclasses import replace
 
 import numpy as np
 
+from microgpt.architecture import init_std_of, init_value, tensor_table
+
 
 def param_shapes(config):
     """Name -> shape for every parameter, in the order they sit in the flat vector."""
-    C, V = config.n_embd, config.vocab_size
-    shapes = {"wte": (V, C), "wpe": (config.block_size, C)}
-    for i in range(config.n_layer):
-        shapes[f"layer{i}.attn_wq"] = (C, C)
-        shapes[f"layer{i}.attn_wk"] = (C, C)
-        shapes[f"layer{i}.attn_wv"] = (C, C)
-        shapes[f"layer{i}.attn_wo"] = (C, C)
-        shapes[f"layer{i}.mlp_fc1"] = (4 * C, C)
-        shapes[f"layer{i}.mlp_fc2"] = (C, 4 * C)
-    shapes["lm_head"] = (V, C)
-    return shapes
+    return {tensor.name: tensor.shape for tensor in tensor_table(config)}
 
 
 def count_parameters(config):
     """The number of parameters of `config`, without listing every layer of a (possibly absurd) model:
     the count with 0 layers plus n_layer times what one layer adds."""
     def size(n_layer):
-        return sum(math.prod(shape) for shape in param_shapes(replace(config, n_layer=n_layer)).values())
+        return sum(math.prod(tensor.shape) for tensor in tensor_table(replace(config, n_layer=n_layer)))
     return size(0) + config.n_layer * (size(1) - size(0))
 
 
@@ -55,7 +41,8 @@ class Params:
 
     def __init__(self, config, flat=None):
         self.config = config
-        self.shapes = param_shapes(config)
+        self.table = tensor_table(config)
+        self.shapes = {tensor.name: tensor.shape for tensor in self.table}
         self.offsets = {}
         n = 0
         for name, shape in self.shapes.items():
@@ -68,9 +55,27 @@ class Params:
 
     @classmethod
     def init(cls, config, rng, std=0.08):
-        """Fresh weights, every entry drawn from N(0, std²) by the numpy Generator `rng`."""
+        """Fresh weights by each tensor's rule (see `microgpt.architecture`), drawn by the Generator `rng`.
+
+        The matrices take one draw of N(0, std²) (N(0, 1) for the gpt2 init, then scaled per
+        tensor), entry after entry in flat-vector order: a config whose tensors are all
+        matrices draws exactly the vector `rng.normal(0, std, size)`. Gains, biases and
+        scalenorm's scale are constants and draw nothing.
+        """
         params = cls(config)
-        params.flat[:] = rng.normal(0.0, std, size=params.flat.size)
+        matrices = [t for t in params.table if len(t.shape) == 2]
+        scale = std if config.init == "microgpt" else 1.0
+        draws = rng.normal(0.0, scale, size=sum(math.prod(t.shape) for t in matrices))
+        used = 0
+        for tensor in params.table:
+            view = params[tensor.name]
+            if len(tensor.shape) == 2:
+                view[...] = draws[used:used + view.size].reshape(view.shape)
+                used += view.size
+                if config.init != "microgpt":
+                    view *= init_std_of(tensor, config, std)
+            else:
+                view[...] = init_value(tensor, config)
         return params
 
     def view_of(self, vector, name):

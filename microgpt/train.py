@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from microgpt.dropout import draw_masks
 from microgpt.errors import MicrogptError
 from microgpt.optim import clip_grad_norm, global_norm, learning_rate
 
@@ -35,15 +36,17 @@ def train_steps(backend, params, optimizer, data, config, start_step=0, stop_ste
 
     `data` is a source from `microgpt.data` (anything with `batch(step, batch_size,
     seed)`); the batch of a step depends only on (seed, step), so a run resumed at
-    `start_step` sees the same data as one that never stopped. Raises Diverged,
+    `start_step` sees the same data as one that never stopped. So do the dropout
+    masks (when the model has dropout), drawn from the generator seeded (seed, step, 1). Raises Diverged,
     before touching the weights, if the loss or a gradient is not finite, and after
     the update if it made the weights or Adam's state non-finite.
     """
     stop_step = config.steps if stop_step is None else stop_step
     for step in range(start_step, stop_step):
         batch = data.batch(step, config.batch_size, config.seed)
+        masks = step_masks(params.config, batch, config.seed, step)
         try:
-            loss, grads = backend.loss_and_grads(params, batch)
+            loss, grads = backend.loss_and_grads(params, batch, masks=masks)
         except ArithmeticError as e:  # the scalar engine refuses overflow (exp, log of 0) instead of making inf
             raise Diverged(f"training diverged at step {step + 1}: {e}; try a lower --lr", step + 1) from None
         grad_norm = global_norm(grads)
@@ -56,6 +59,14 @@ def train_steps(backend, params, optimizer, data, config, start_step=0, stop_ste
                            f"moments overflow (gradient norm {grad_norm:.3g}, lr {lr:.3g}); try a lower --lr"
                            f"{'' if config.grad_clip else ' or --grad-clip 1'}", step + 1)
         yield StepResult(step, loss, lr, grad_norm)
+
+
+def step_masks(model_config, batch, seed, step):
+    """The dropout masks of step `step` (None without dropout): a function of (seed, step) alone."""
+    if model_config.dropout == 0:
+        return None
+    rng = np.random.default_rng((seed, step, 1))
+    return draw_masks(rng, [len(sequence) - 1 for sequence in batch], model_config)
 
 
 def check_finite(step, loss, grads, params):

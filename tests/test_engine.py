@@ -53,6 +53,8 @@ OPS = [
     ("relu+", lambda a: a.relu(), [0.3]),
     ("relu-", lambda a: a.relu(), [-0.3]),
     ("tanh", lambda a: a.tanh(), [0.8]),
+    ("sigmoid+", lambda a: a.sigmoid(), [0.8]),
+    ("sigmoid-", lambda a: a.sigmoid(), [-2.5]),
     ("sum", lambda a, b, c: Value.sum([a, b, c, a]), [0.1, -0.2, 0.3]),
     ("dot", lambda a, b, c, d: Value.dot([a, b], [c, d]), [0.1, -0.2, 0.3, 1.7]),
     ("dot-self", lambda a, b: Value.dot([a, b], [a, b]), [0.6, -1.2]),
@@ -66,6 +68,12 @@ def test_op_gradient_matches_finite_differences(name, build, xs):
     check_grads(build, xs)
 
 
+def test_sigmoid_saturates_without_overflow():
+    """σ(±800): e^800 overflows a float, so each side must use the form with e^(-|x|)."""
+    assert (Value(800.0).sigmoid().data, Value(-800.0).sigmoid().data) == (1.0, 0.0)
+    assert Value(-800.0).sigmoid()._local_grads == (0.0,)
+
+
 @pytest.mark.parametrize("name,build,xs", OPS, ids=[op[0] for op in OPS])
 def test_op_value_matches_plain_floats(name, build, xs):
     """The forward value is what the same formula gives on floats (via math)."""
@@ -75,6 +83,8 @@ def test_op_value_matches_plain_floats(name, build, xs):
         assert out == pytest.approx(plain[name](xs[0]), rel=1e-15)
     elif name.startswith("relu"):
         assert out == max(0.0, xs[0])
+    elif name.startswith("sigmoid"):
+        assert out == pytest.approx(1.0 / (1.0 + math.exp(-xs[0])), rel=1e-15)
     else:
         assert math.isfinite(out)
 

@@ -1,8 +1,8 @@
 """The kernels of the configurable GPT's parts: norms with weights, GELU, SwiGLU, biases, dropout, local attention.
 
-Each case is a test_kernels.Case, held by the same checks: the kernel against its NumPy
-reference, its backward against central differences (test_kernels.fd_check), float32
-against float64. For each backward a deliberately wrong variant is shown to fail the
+Each case is a `Case` (tests/kernel_cases.py); test_kernels.py holds these with the
+others to their NumPy references and to central differences (kernel_cases.fd_check);
+here, float32 against float64. For each backward a deliberately wrong variant is shown to fail the
 finite-difference check, so a passing check means something.
 """
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from microgpt import kernels as K
-from tests.test_kernels import C, DOC_STARTS, NH, N, POSITIONS, Case, assert_close, fd_check, upstream
+from tests.kernel_cases import C, DOC_STARTS, NH, N, POSITIONS, Case, assert_close, fd_check, upstream
 
 rng = np.random.default_rng(4321)
 T = 5                                   # the longest document of DOC_STARTS
@@ -188,7 +188,7 @@ def attention_case(window, mask=None):
                 lambda dout, q, k, v: attention_ref_backward(dout, q, k, v, window, mask))
 
 
-CASES = {
+COMPONENT_CASES = {      # test_kernels.py holds each to its reference and to finite differences
     "rmsnorm-gain": rmsnorm_gain_case(),
     "layernorm": layernorm_case(weights=False),
     "layernorm-gain-bias": layernorm_case(weights=True),
@@ -207,36 +207,10 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_forward_matches_reference(name):
-    case = CASES[name]
-    assert_close(case.forward(**case.inputs), case.forward_ref(**case.inputs))
-
-
-@pytest.mark.parametrize("name", CASES)
-def test_backward_matches_reference(name):
-    case = CASES[name]
-    dout = upstream(case)
-    got, want = case.backward(dout, **case.inputs), case.backward_ref(dout, **case.inputs)
-    assert got.keys() == want.keys() == case.inputs.keys()
-    for key in got:
-        assert_close(got[key], want[key])
-
-
-@pytest.mark.parametrize("name", CASES)
-def test_backward_matches_finite_differences(name):
-    assert fd_check(CASES[name], CASES[name].backward) <= 1.0
-
-
-@pytest.mark.parametrize("name", CASES)
-def test_reference_backward_matches_finite_differences(name):
-    assert fd_check(CASES[name], CASES[name].backward_ref) <= 1.0
-
-
-@pytest.mark.parametrize("name", CASES)
+@pytest.mark.parametrize("name", COMPONENT_CASES)
 def test_float32_matches_float64(name):
     """The same kernels on float32 arrays: output and gradients within FLOAT32_RTOL of float64."""
-    case = CASES[name]
+    case = COMPONENT_CASES[name]
     dout = upstream(case)
     inputs32 = {key: x.astype(np.float32) for key, x in case.inputs.items()}
     out32 = case.forward(**inputs32)
@@ -518,7 +492,7 @@ WRONG = {
 @pytest.mark.parametrize("name", WRONG)
 def test_a_wrong_backward_is_caught(name):
     """The wrong variant fails the finite-difference check the kernel passes, and differs from the reference."""
-    case, wrong = CASES[name], WRONG[name]
+    case, wrong = COMPONENT_CASES[name], WRONG[name]
     assert fd_check(case, case.backward) <= 1.0
     assert fd_check(case, wrong) > 10.0
     dout = upstream(case)

@@ -225,9 +225,9 @@ def test_the_threaded_step_agrees_with_the_one_thread_step(tiny_params, dtype, m
     loss, grads = serial.loss_and_grads(tiny_params, batch)
     tol = 1e-12 if dtype == "float64" else 1e-6
     for n_shards in (2, 3):
-        loss_t, grads_t = threaded.loss_and_grads(tiny_params, batch, n_shards)
+        loss_t, grads_t = threaded.loss_and_grads(tiny_params, batch, n_shards=n_shards)
         assert abs(loss_t - loss) <= tol * abs(loss) and relative_difference(grads_t, grads) <= tol
-        again = threaded.loss_and_grads(tiny_params, batch, n_shards)
+        again = threaded.loss_and_grads(tiny_params, batch, n_shards=n_shards)
         assert again[0] == loss_t and np.array_equal(again[1], grads_t)
 
 

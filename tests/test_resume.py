@@ -146,11 +146,11 @@ class InterruptAt(ScalarBackend):
         super().__init__()
         self.at, self.calls = at, 0
 
-    def loss_and_grads(self, params, batch):
+    def loss_and_grads(self, params, batch, masks=None):
         if self.calls == self.at:
             os.kill(os.getpid(), signal.SIGINT)
         self.calls += 1
-        return super().loss_and_grads(params, batch)
+        return super().loss_and_grads(params, batch, masks)
 
 
 def start_run(tiny_config, steps=10):
@@ -203,10 +203,10 @@ class NaNAt(ScalarBackend):
         super().__init__()
         self.at, self.name, self.seen, self.last = at, name, -1, None
 
-    def loss_and_grads(self, params, batch):
+    def loss_and_grads(self, params, batch, masks=None):
         if params.flat.tobytes() != self.last:
             self.seen, self.last = self.seen + 1, params.flat.tobytes()
-        loss, grads = super().loss_and_grads(params, batch)
+        loss, grads = super().loss_and_grads(params, batch, masks)
         if self.seen == self.at:
             params.view_of(grads, self.name)[0, 0] = np.nan
         return loss, grads

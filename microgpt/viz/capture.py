@@ -66,8 +66,16 @@ class Capture:
         return table
 
     def attention(self, layer, head):
-        """(T, T) weights: row = query position, column = key position; NaN where it cannot look."""
-        return self[f"layer{layer}.attn.head{head}.weights"]
+        """(T, T) weights: row = query position, column = key position; NaN where it cannot look.
+
+        The query at p records weights for the keys it sees, which end at p (and start
+        later than 0 with an attention window), so each row is placed to end on the diagonal.
+        """
+        rows = self._rows[f"layer{layer}.attn.head{head}.weights"]
+        table = np.full((len(rows), len(rows)), np.nan)
+        for pos, row in enumerate(rows):
+            table[pos, pos + 1 - len(row):pos + 1] = row
+        return table
 
     def dead_relus(self, layer):
         """Indices of the MLP units of `layer` whose ReLU was off (input ≤ 0) at every position.
