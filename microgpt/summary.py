@@ -128,9 +128,10 @@ def format_summary(config, batch_size, init_std):
               "",
               f"memory of a training step in float64, batch {batch_size} × block_size {config.block_size}:"]
     lines += [f"  {what:<14}{_size(n):>10}" for what, n in memory.items()]
-    if "activations" not in memory:
+    counted = "activations" in memory
+    if not counted:
         lines.append(f"  {'activations':<14}{'?':>10}  (not counted: the numba backend does not build this model)")
-    lines.append(f"  {'total':<14}{_size(sum(memory.values())):>10}")
+    lines.append(f"  {'total':<14}{_size(sum(memory.values())):>10}{'' if counted else '  (without the activations)'}")
     return "\n".join(lines)
 
 

@@ -127,4 +127,4 @@ def test_activations_are_marked_unknown_when_the_numba_backend_cannot_build_the_
     assert memory_bytes(DEFAULT, 1, P) == {"parameters": 8 * P, "gradients": 8 * P, "Adam m and v": 16 * P}
     lines = format_summary(DEFAULT, 1, 0.08).splitlines()
     assert "  activations            ?  (not counted: the numba backend does not build this model)" in lines
-    assert lines[-1] == f"  total          {32 * P / 1024:.1f} KiB"
+    assert lines[-1] == f"  total          {32 * P / 1024:.1f} KiB  (without the activations)"
