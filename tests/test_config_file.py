@@ -119,12 +119,16 @@ def test_a_value_out_of_range_in_the_file_is_refused_by_the_configs_own_check(na
 
 # ------------------------------------------------------------------ config.toml repeats a run
 
-def test_config_toml_repeats_the_run_exactly(names_file, tmp_path):
+@pytest.mark.parametrize("block", [(), ("--preset", "gpt2", "--dropout", "0.1", "--attn-window", "3",
+                                         "--pos", "sinusoidal")])
+def test_config_toml_repeats_the_run_exactly(names_file, tmp_path, block):
     first = tmp_path / "first"
     train(names_file, first, "--lr", 0.02, "--seed", 3, "--batch-size", 2, "--warmup", 1, "--val-fraction", 0.2,
-          "--schedule", "cosine", "--init-std", 0.1, "--eps", 1e-7, "--mlp-ratio", 2, steps=6)
+          "--schedule", "cosine", "--init-std", 0.1, "--eps", 1e-7, "--mlp-ratio", 2, *block, steps=6)
     written = tomllib.loads((first / "config.toml").read_text())
     assert written["train"]["lr"] == 0.02 and written["train"]["eps"] == 1e-7 and written["train"]["init_std"] == 0.1
+    model = dict(PRESETS["gpt2"], dropout=0.1, attn_window=3, pos="sinusoidal") if block else {}
+    assert all(written["model"][name] == value for name, value in model.items())
     assert written["model"]["mlp_ratio"] == 2 and written["data"] == {
         "path": str(names_file), "mode": "lines", "val_fraction": 0.2}
     assert written["run"] == {"backend": "scalar", "dtype": "float64"}
