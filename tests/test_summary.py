@@ -102,6 +102,7 @@ def test_a_run_directory_is_summarised_as_its_options_would_be(names_file, tmp_p
 @pytest.mark.parametrize("argv, fragment", [
     (("RUN", "--n-embd", "8"), "--n-embd describes a new model, but RUN_DIR is a trained one"),
     (("RUN", "--preset", "gpt2"), "--preset describes a new model"),
+    (("RUN", "--config", "x.toml"), "--config describes a new model"),
     (("NOT_A_RUN",), "is not a run directory"),
     (("--vocab-size", "1"), "--vocab-size must be at least 2"),
     (("--n-embd", "10"), "n_embd (10) must be divisible by n_head (4)"),
@@ -128,3 +129,16 @@ def test_activations_are_marked_unknown_when_the_numba_backend_cannot_build_the_
     lines = format_summary(DEFAULT, 1, 0.08).splitlines()
     assert "  activations            ?  (not counted: the numba backend does not build this model)" in lines
     assert lines[-1] == f"  total          {32 * P / 1024:.1f} KiB  (without the activations)"
+
+
+def test_a_config_file_is_summarised_as_the_run_it_describes(names_file, tmp_path):
+    train(names_file, tmp_path / "run", "--batch-size", 2, "--preset", "gpt2", "--mlp", "swiglu", steps=1)
+    from_run = run_main("summary", tmp_path / "run")[1]
+    code, from_file, err = run_main("summary", "--config", tmp_path / "run" / "config.toml", "--vocab-size", 19)
+    assert code == 0, err
+    assert from_file == from_run and "layer0.mlp_gate" in from_file and "batch 2 × block_size 10" in from_file
+    code, overridden, err = run_main("summary", "--config", tmp_path / "run" / "config.toml", "--vocab-size", 19,
+                                     "--preset", "microgpt", "--mlp", "relu", "--n-layer", 2)
+    assert code == 0, err
+    assert "layer1.mlp_fc1" in overridden and "layer0.mlp_gate" not in overridden
+    assert "layer0.attn_norm_b" in overridden     # the file's gpt2 components stay: microgpt's preset is empty

@@ -1,5 +1,7 @@
 """`microgpt summary [RUN_DIR | model options]`: a model's tensors, size, FLOPs and memory, untrained."""
 
+from microgpt.configfile import layered_options, read_config_file
+
 from microgpt.cli import COMPONENT_OPTIONS, add_model_arguments, model_options, positive_float, positive_int
 from microgpt.config import GPTConfig, TrainConfig
 from microgpt.errors import UsageError
@@ -27,6 +29,9 @@ def add_parser(subparsers):
                        help=f"documents per step, for the memory (default {TrainConfig().batch_size})")
     sizes.add_argument("--init-std", type=positive_float,
                        help=f"std of the microgpt init (default {TrainConfig().init_std})")
+    sizes.add_argument("--config", metavar="FILE.toml",
+                       help="the model, batch size and init_std of a TOML file such as a run's config.toml "
+                            "(the options given here override it)")
     add_model_arguments(p)
     p.set_defaults(run=run)
 
@@ -45,7 +50,7 @@ def from_run(args):
     """(GPTConfig, TrainConfig) of the run in args.run_dir; model options make no sense beside it."""
     from microgpt.checkpoint import load_checkpoint
 
-    given = [name for name in ("vocab_size", "preset", "batch_size", "init_std") + tuple(n for n, _ in SIZES)
+    given = [name for name in ("vocab_size", "config", "preset", "batch_size", "init_std") + tuple(n for n, _ in SIZES)
              + COMPONENT_OPTIONS if getattr(args, name) is not None]
     if given:
         option = "--" + given[0].replace("_", "-")
@@ -56,7 +61,11 @@ def from_run(args):
 
 
 def from_options(args):
-    """(GPTConfig, TrainConfig) that the options describe, validated."""
+    """(GPTConfig, TrainConfig) that the options (and --config's file under them) describe, validated."""
+    if args.config:     # the file's training, data and run options have nothing to add to a summary
+        for name, (value, _) in layered_options(read_config_file(args.config), args.config, args.preset).items():
+            if getattr(args, name, "not an option here") is None:
+                setattr(args, name, value)
     if args.vocab_size is not None and args.vocab_size < 2:
         raise UsageError("--vocab-size must be at least 2 (BOS and one character)")
     sizes = {name: getattr(args, name) for name, _ in SIZES if getattr(args, name) is not None}
