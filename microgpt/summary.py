@@ -20,10 +20,13 @@ with P parameters and R = batch_size·block_size rows (the most a step packs):
     activations  8·A(R)        A(R): the entries of every array of `numba_gpt.Workspace` for R
                                rows, counted from the Workspace itself; at the microgpt
                                architecture A(R) = R·(12C + 3V + 2H + NH·T + 1 + L·(7C + 2H + NH·T + 2))
+
+(C = n_embd, V = vocab_size, H = the MLP's hidden width, NH = n_head, T = block_size, L = n_layer.)
 """
 
 import math
 
+from microgpt.architecture import init_description, tensor_table
 from microgpt.flops import training_flops
 from microgpt.params import count_parameters, param_shapes
 
@@ -33,7 +36,6 @@ FLOAT64_BYTES = 8
 
 def tensor_rows(config, init_std):
     """(name, shape, parameters, initialisation, role) for every tensor of `config`, in flat-vector order."""
-    from microgpt.architecture import init_description, tensor_table
     return [(t.name, t.shape, math.prod(t.shape), init_description(t, config, init_std), t.role)
             for t in tensor_table(config)]
 
