@@ -20,25 +20,23 @@ import math
 import tomllib
 from dataclasses import fields
 
+from microgpt.backend import BACKENDS, DTYPES
 from microgpt.config import PRESETS, GPTConfig, TrainConfig
+from microgpt.data import MODES
 from microgpt.errors import UsageError
 
 CONFIG_TOML = "config.toml"
 
-# key in the file -> (table, the option's name in the parsed arguments, Python type)
-_MODEL_KEYS = {f.name: f.type for f in fields(GPTConfig) if f.name != "vocab_size"}
-_TRAIN_KEYS = {f.name: f.type for f in fields(TrainConfig)}
-_DATA_KEYS = {"path": ("data", str), "mode": ("data_mode", str), "val_fraction": ("val_fraction", float)}
-_RUN_KEYS = {"backend": ("backend", str), "dtype": ("dtype", str)}
+# table -> {key in the file: (the option's name in the parsed arguments, its Python type)}
 TABLES = {
-    "model": {"preset": ("preset", str), **{name: (name, kind) for name, kind in _MODEL_KEYS.items()}},
-    "train": {name: (name, kind) for name, kind in _TRAIN_KEYS.items()},
-    "data": _DATA_KEYS,
-    "run": _RUN_KEYS,
+    "model": {"preset": ("preset", str),
+              **{f.name: (f.name, f.type) for f in fields(GPTConfig) if f.name != "vocab_size"}},
+    "train": {f.name: (f.name, f.type) for f in fields(TrainConfig)},
+    "data": {"path": ("data", str), "mode": ("data_mode", str), "val_fraction": ("val_fraction", float)},
+    "run": {"backend": ("backend", str), "dtype": ("dtype", str)},
 }
 # The values a few options may take (the configs' own fields are checked by their validate()).
-CHOICES = {"preset": tuple(PRESETS), "data_mode": ("auto", "lines", "text"),
-           "backend": ("scalar", "numba"), "dtype": ("float64", "float32")}
+CHOICES = {"preset": tuple(PRESETS), "data_mode": ("auto",) + MODES, "backend": BACKENDS, "dtype": DTYPES}
 _KIND_NAMES = {int: "a whole number", float: "a number", str: "a string", bool: "true or false"}
 
 
