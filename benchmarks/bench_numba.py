@@ -3,7 +3,7 @@
     python benchmarks/bench_numba.py            # the same as: python -m microgpt bench
     python benchmarks/bench_numba.py --dtype float32 --numba-only
 
-The figures in docs/kernels.md were printed by this command. The logic lives in
+The figures in docs/benchmarks.md were printed by this command. The logic lives in
 `microgpt.bench`; this script only calls the `bench` command. Set no thread variable:
 the first column is the backend as a user gets it, the second pinned to --threads.
 """

@@ -6,7 +6,7 @@ the same steps of the same model on the bundled names in the same process, so
 their ratio is fair even on a busy machine; each figure is the median of several
 timed runs. The Numba backend is timed twice: as a user gets it (the threads it
 chooses itself) and pinned to a given number of threads. The figures in
-docs/kernels.md come from here.
+docs/benchmarks.md come from here.
 """
 
 import os

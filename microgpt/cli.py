@@ -17,7 +17,7 @@ import warnings
 
 from microgpt.errors import MicrogptError
 
-COMMANDS = ("train", "sample", "eval", "predict", "graph", "attention", "gradcheck", "bench")
+COMMANDS = ("train", "sample", "eval", "predict", "compare", "graph", "attention", "gradcheck", "bench")
 
 
 class ArgumentParser(argparse.ArgumentParser):

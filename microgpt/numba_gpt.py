@@ -44,7 +44,7 @@ import numpy as np
 from numba import njit
 
 from microgpt.kernels import (
-    adam_update, attention_backward, attention_forward, cross_entropy_backward,
+    NO_MASK, adam_update, attention_backward, attention_forward, cross_entropy_backward,
     cross_entropy_forward, embedding_backward, embedding_forward, linear_backward, linear_forward,
     relu_backward, relu_forward, rmsnorm_backward, rmsnorm_forward)
 from microgpt.config import GPTConfig
@@ -289,7 +289,7 @@ def layer_forward(ws, l, w, positions, r0, r1):
     xn = ws.xn_attn[l, r0:r1]
     rmsnorm_forward(xn, ws.rstd_attn[l, r0:r1], x)
     linear_forward(ws.qkv[l, r0:r1], xn, wqkv)
-    attention_forward(ws.heads[l], ws.att[l], ws.kt[l], ws.qkv[l], positions, r0, r1)
+    attention_forward(ws.heads[l], ws.att[l], ws.kt[l], ws.qkv[l], positions, r0, r1, 0, NO_MASK)
     linear_forward(branch, ws.heads[l, r0:r1], wo)
     add_into(x, branch)
     # MLP branch
@@ -338,7 +338,8 @@ def layer_backward(ws, dw, l, w, positions, r0, r1):
     linear_backward(dheads, dwo, dx, ws.heads[l, r0:r1], wo)
     dqkv = ws.dqkv[r0:r1]
     dqkv.fill(0.0)
-    attention_backward(ws.dqkv, ws.datt, ws.vt, ws.dheads, ws.att[l], ws.qkv[l], positions, r0, r1)
+    attention_backward(ws.dqkv, ws.datt, ws.vt, ws.dheads, ws.att[l], ws.qkv[l], positions, r0, r1,
+                       0, NO_MASK)
     dxn.fill(0.0)
     linear_backward(dxn, dwqkv, dqkv, ws.xn_attn[l, r0:r1], wqkv)
     rmsnorm_backward(dx, dxn, ws.xn_attn[l, r0:r1], ws.rstd_attn[l, r0:r1])

@@ -1,30 +1,17 @@
 """Each kernel pair on its own: against its NumPy reference and against finite differences.
 
-A case wraps one layer as out = forward(**inputs) and grads = backward(dout, **inputs),
-so one set of tests covers every kernel. The backward is checked through the scalar
-function f(inputs) = Σ dout · forward(inputs), whose gradient it must be.
+One set of tests covers every kernel: each is a `Case` (tests/kernel_cases.py), the
+base model's here, the optional layers' in test_kernels_components.py.
 """
-
-from typing import Callable, NamedTuple
 
 import numpy as np
 import pytest
 
 from microgpt import kernels as K
-from microgpt.gradcheck import fd_violation
+from tests.kernel_cases import C, DOC_STARTS, NH, N, POSITIONS, V, Case, assert_close, fd_check, upstream
+from tests.test_kernels_components import COMPONENT_CASES
 
 rng = np.random.default_rng(1234)
-DOC_STARTS = np.array([0, 1, 4, 9])      # documents of 1, 3 and 5 tokens: T = 1 is a corner case
-POSITIONS = np.array([0, 0, 1, 2, 0, 1, 2, 3, 4])
-N, C, NH, V = 9, 8, 2, 5
-
-
-class Case(NamedTuple):
-    inputs: dict                    # the differentiable inputs, name -> float64 array
-    forward: Callable               # **inputs -> out, through the kernel
-    forward_ref: Callable           # **inputs -> out, through the NumPy reference
-    backward: Callable              # (dout, **inputs) -> {name: grad}, through the kernel
-    backward_ref: Callable          # (dout, **inputs) -> {name: grad}, through the reference
 
 
 def embedding_case():
@@ -104,7 +91,7 @@ def relu_case():
 
 def attention_forward_kernel(q, k, v):
     out, att, kt = np.empty_like(q), np.zeros((N, NH, 5)), np.empty((C, N))
-    K.attention_forward(out, att, kt, np.concatenate([q, k, v], axis=1), POSITIONS, 0, N)
+    K.attention_forward(out, att, kt, np.concatenate([q, k, v], axis=1), POSITIONS, 0, N, 0, K.NO_MASK)
     return out, att
 
 
@@ -113,7 +100,8 @@ def attention_backward_kernel(dout, q, k, v, dqkv=None):
     _, att = attention_forward_kernel(q, k, v)
     dqkv = np.zeros((N, 3 * C)) if dqkv is None else dqkv
     datt, vt = np.empty((N, NH, 5)), np.empty((C, N))
-    K.attention_backward(dqkv, datt, vt, dout, att, np.concatenate([q, k, v], axis=1), POSITIONS, 0, N)
+    K.attention_backward(dqkv, datt, vt, dout, att, np.concatenate([q, k, v], axis=1), POSITIONS, 0, N,
+                         0, K.NO_MASK)
     return dict(q=dqkv[:, :C], k=dqkv[:, C:2 * C], v=dqkv[:, 2 * C:])
 
 
@@ -159,36 +147,8 @@ CASES = {
     "attention": attention_case(),
     "cross-entropy": cross_entropy_case(),
     "cross-entropy-equal-logits": cross_entropy_case(equal_logits=True),
+    **COMPONENT_CASES,          # the optional layers: norms with weights, GELU, SwiGLU, bias, dropout, windows
 }
-
-
-def upstream(case):
-    """A fixed random upstream gradient shaped like the case's output."""
-    return np.random.default_rng(7).normal(size=case.forward(**case.inputs).shape)
-
-
-def fd_check(case, backward, h=1e-6):
-    """max fd_violation over all inputs of `backward` against central differences of Σ dout·forward."""
-    dout = upstream(case)
-    grads = backward(dout, **case.inputs)
-    worst = 0.0
-    for name, x in case.inputs.items():
-        fd = np.empty_like(x)
-        for i in np.ndindex(x.shape):
-            saved = x[i]
-            x[i] = saved + h
-            plus = np.sum(dout * case.forward(**case.inputs))
-            x[i] = saved - h
-            minus = np.sum(dout * case.forward(**case.inputs))
-            x[i] = saved
-            fd[i] = (plus - minus) / (2 * h)
-        worst = max(worst, fd_violation(grads[name], fd))
-    return worst
-
-
-def assert_close(a, b, rtol=1e-12):
-    scale = max(np.abs(b).max(), 1e-300)
-    assert np.abs(a - b).max() <= rtol * scale, f"max |diff| {np.abs(a - b).max():.3e} vs scale {scale:.3e}"
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -202,7 +162,7 @@ def test_backward_matches_reference(name):
     case = CASES[name]
     dout = upstream(case)
     got, want = case.backward(dout, **case.inputs), case.backward_ref(dout, **case.inputs)
-    assert got.keys() == want.keys()
+    assert got.keys() == want.keys() == case.inputs.keys()
     for key in got:
         assert_close(got[key], want[key])
 

@@ -6,7 +6,7 @@ Shape legend (every kernel names its arrays with these letters):
     T   the longest sequence a kernel may see (block_size): the attention window
     C   n_embd, width of the residual stream
     NH  n_head, attention heads;  HS = C // NH, the head size
-    H   the MLP's hidden width (4C)
+    H   the MLP's hidden width (config.n_hidden: mlp_ratio·C, or SwiGLU's smaller width)
     V   vocab_size
     B, T in the usual (B, T, C) layout would pad every sequence to T; here the
     batch is packed to (N, C) instead, so no work is spent on padding and no mask
@@ -25,14 +25,33 @@ kernel to its reference and to finite differences; the benchmarks time both.
 
     blas           gemm: C ← op(A)·op(B) + β·C in place (the products of every linear layer)
     embedding      wte[tokens] + wpe[positions]
-    rmsnorm        x / sqrt(mean(x²) + eps)
+    rmsnorm        x / sqrt(mean(x²) + eps), optionally times a gain g
+    layernorm      (x - mean(x)) / sqrt(var(x) + eps), optionally times g plus b
+    scalenorm      s · x / sqrt(Σx² + eps), s learned (one scalar) or the constant √C
     linear         x·Wᵀ
+    bias           x·Wᵀ + b: the bias added to linear's output
     relu           max(0, x)
-    attention      causal multi-head attention over a window of key rows
+    gelu           0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), GPT-2's form
+    swiglu         a ⊙ silu(z) from u = [a, z] = x·[fc1; gate]ᵀ
+    attention      causal multi-head attention, full or over the last W positions,
+                   with optional dropout on its weights
+    dropout        a residual branch's output times a dropout mask
     cross_entropy  softmax cross-entropy against the next tokens
     adam           the AdamW update of the flat parameter vector
 
-Numba policy (docs/kernels.md explains each choice with its measurements)
+Two choices of the architecture need no kernel of their own: sinusoidal positions
+are a fixed (T, C) table (`architecture.sinusoidal_positions`) that
+embedding_forward takes in place of wpe (and whose gradient is never used), and
+a head tied to the embedding is linear_forward/linear_backward with wte as the
+head's matrix and dwte as its gradient (the backward accumulates, so wte's
+gradient sums the embedding's and the head's).
+
+Optional parts (a norm's gain and bias) are arguments that default to None: the
+call without them compiles to the same code as before they existed. Dropout
+masks are drawn by the caller, never inside a kernel, so that both engines use
+the same ones; attention takes an empty (0, 0, 0) array, NO_MASK, for none.
+
+Numba policy (docs/06-kernels.md explains each choice; docs/benchmarks.md measures them)
 ------------
 - `@njit(cache=True)` on every kernel: compiled code is stored on disk (in __pycache__,
   or NUMBA_CACHE_DIR), so only the first run of a command compiles.
@@ -59,12 +78,20 @@ Numba policy (docs/kernels.md explains each choice with its measurements)
 
 from microgpt.kernels.adam import adam_update
 from microgpt.kernels.attention import (
-    attention_backward, attention_backward_ref, attention_forward, attention_forward_ref)
+    NO_MASK, attention_backward, attention_backward_ref, attention_forward, attention_forward_ref)
+from microgpt.kernels.bias import bias_backward, bias_backward_ref, bias_forward, bias_forward_ref
 from microgpt.kernels.blas import gemm
 from microgpt.kernels.cross_entropy import (
     cross_entropy_backward, cross_entropy_backward_ref, cross_entropy_forward, cross_entropy_forward_ref)
+from microgpt.kernels.dropout import dropout_backward, dropout_backward_ref, dropout_forward, dropout_forward_ref
 from microgpt.kernels.embedding import (
     embedding_backward, embedding_backward_ref, embedding_forward, embedding_forward_ref)
+from microgpt.kernels.gelu import gelu_backward, gelu_backward_ref, gelu_forward, gelu_forward_ref
+from microgpt.kernels.layernorm import (
+    layernorm_backward, layernorm_backward_ref, layernorm_forward, layernorm_forward_ref)
 from microgpt.kernels.linear import BLAS_MIN_WORK, linear_backward, linear_backward_ref, linear_forward, linear_forward_ref
 from microgpt.kernels.relu import relu_backward, relu_backward_ref, relu_forward, relu_forward_ref
 from microgpt.kernels.rmsnorm import rmsnorm_backward, rmsnorm_backward_ref, rmsnorm_forward, rmsnorm_forward_ref
+from microgpt.kernels.scalenorm import (
+    scalenorm_backward, scalenorm_backward_ref, scalenorm_forward, scalenorm_forward_ref)
+from microgpt.kernels.swiglu import swiglu_backward, swiglu_backward_ref, swiglu_forward, swiglu_forward_ref

@@ -6,7 +6,7 @@ from numba import njit
 from microgpt.kernels.blas import gemm
 
 # Matrix products smaller than this many multiply-adds run as plain loops: for a
-# 16x16 weight, calling BLAS costs more than the arithmetic (see docs/kernels.md).
+# 16x16 weight, calling BLAS costs more than the arithmetic (see docs/benchmarks.md).
 BLAS_MIN_WORK = 32 * 32 * 32
 
 
