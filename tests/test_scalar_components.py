@@ -323,6 +323,25 @@ def test_training_draws_masks_from_seed_and_step():
     assert [masks for _, masks in no_dropout.masks] == [None] * 3
 
 
+def test_a_resumed_run_with_dropout_takes_the_same_steps():
+    """Steps 0-3 in one go, or 0-1 then 2-3 in a second call (as a resumed run): the same losses and weights."""
+    config = TrainConfig(steps=4, seed=3)
+
+    def run(splits):
+        params = perturbed_params(DROP_CONFIG, 12)
+        optimizer = Adam(params.size)
+        losses = [r.loss for start, stop in splits
+                  for r in train_steps(ScalarBackend(), params, optimizer, Batches(), config, start, stop)]
+        return losses, params.flat
+
+    straight, resumed = run([(0, 4)]), run([(0, 2), (2, 4)])
+    assert straight[0] == resumed[0]
+    np.testing.assert_array_equal(straight[1], resumed[1])
+    no_dropout = Params(replace(DROP_CONFIG, dropout=0.0), perturbed_params(DROP_CONFIG, 12).flat)
+    first = next(train_steps(ScalarBackend(), no_dropout, Adam(no_dropout.size), Batches(), config)).loss
+    assert abs(first - straight[0][0]) > 1e-3     # the masks did drop something
+
+
 # ------------------------------------------------------------------ presets and the Numba backend
 
 def test_gpt2_preset_builds_gpt2s_block():

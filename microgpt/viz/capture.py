@@ -25,8 +25,12 @@ Names are the model's name scopes plus what was recorded there
     layer{i}.mlp.out               residual stream after the MLP                          (T, C)
     lm_head.logits                 the logits for the next token                          (T, V)
 
-where <scope> is embed, layer{i}.attn or layer{i}.mlp. Only the numbers (`.data`)
-are kept, so a capture is small and holds no graph.
+where <scope> is embed, layer{i}.attn or layer{i}.mlp. Other components record under
+their own names (`scalar_gpt.ROLES` lists them all): layernorm.* and scalenorm.* in
+place of rmsnorm.*, norm.affine after a learned gain and bias, .gelu in place of
+.relu, and for SwiGLU .gate, .silu and .hidden. With an attention window a query
+records the weights of the keys it sees only; `attention()` puts them in place.
+Only the numbers (`.data`) are kept, so a capture is small and holds no graph.
 """
 
 from collections import defaultdict
