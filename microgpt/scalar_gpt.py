@@ -48,7 +48,7 @@ GELU_C = math.sqrt(2.0 / math.pi)   # gelu's tanh form: tanh(GELU_C·(a + 0.0447
 ROLES = {
     "out": "x (residual stream)",              # after the embedding, and after each residual add
     "rmsnorm.mean_square": "mean(x²)",
-    "rmsnorm.scale": "1/rms",
+    "rmsnorm.rstd": "1/rms",
     "rmsnorm.out": "x/rms",
     "layernorm.mean": "μ = mean(x)",
     "layernorm.centred": "x − μ",
@@ -159,10 +159,10 @@ class ScalarGPT:
     def rmsnorm(self, x):
         """x · rstd, rstd = 1/sqrt(mean(x²) + eps)."""
         mean_square = self.dot(x, x) * (1.0 / len(x))
-        scale = (mean_square + RMSNORM_EPS) ** -0.5
-        out = [xi * scale for xi in x]
+        rstd = (mean_square + RMSNORM_EPS) ** -0.5
+        out = [xi * rstd for xi in x]
         self.record("rmsnorm.mean_square", [mean_square])
-        self.record("rmsnorm.scale", [scale])
+        self.record("rmsnorm.rstd", [rstd])
         self.record("rmsnorm.out", out)
         return out
 
@@ -249,7 +249,7 @@ class ScalarGPT:
         the oldest is dropped, so the query at p sees the keys at max(0, p - W + 1) .. p.
         `mask` (NH, t) multiplies the attention weights over those t keys (dropout), or is None.
         """
-        hd, p, window = self.config.head_dim, f"layer{layer}.", self.config.attn_window
+        head_dim, p, window = self.config.head_dim, f"layer{layer}.", self.config.attn_window
         q = self.linear(x, p + "attn_wq", p + "attn_bq")
         cache.keys[layer].append(self.linear(x, p + "attn_wk", p + "attn_bk"))
         cache.values[layer].append(self.linear(x, p + "attn_wv", p + "attn_bv"))
@@ -261,9 +261,9 @@ class ScalarGPT:
         heads_out = []
         for h in range(self.config.n_head):
             with name_scope(f"head{h}"):
-                lo, hi = h * hd, (h + 1) * hd
+                lo, hi = h * head_dim, (h + 1) * head_dim
                 q_h = q[lo:hi]
-                scale = Value(1.0 / math.sqrt(hd))                   # one constant leaf per head
+                scale = Value(1.0 / math.sqrt(head_dim))                   # one constant leaf per head
                 scores = [self.dot(q_h, k[lo:hi]) for k in cache.keys[layer]]   # (t,)
                 scaled = [score * scale for score in scores]
                 self.record("scale", [scale])

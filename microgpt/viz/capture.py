@@ -11,7 +11,7 @@ Names are the model's name scopes plus what was recorded there
 
     embed.out                      residual stream after the embedding (and its rmsnorm)  (T, C)
     <scope>.rmsnorm.mean_square    mean(x²) of the rmsnorm input, one per position        (T, 1)
-    <scope>.rmsnorm.scale          1/sqrt(mean(x²) + eps), what x is multiplied by        (T, 1)
+    <scope>.rmsnorm.rstd           1/sqrt(mean(x²) + eps), what x is multiplied by        (T, 1)
     <scope>.rmsnorm.out            the normalised x                                       (T, C)
     layer{i}.attn.q / .k / .v      queries, keys, values                                  (T, C)
     layer{i}.attn.head{h}.scores   q·k for the positions seen so far (.scaled: / √HS)     (T, T)
