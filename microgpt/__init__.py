@@ -24,6 +24,8 @@ _EXPORTS = {
     # the model and its parameters
     "GPTConfig": "microgpt.config",
     "TrainConfig": "microgpt.config",
+    "PRESETS": "microgpt.config",
+    "tensor_table": "microgpt.architecture",
     "Params": "microgpt.params",
     "ScalarGPT": "microgpt.scalar_gpt",
     "ScalarBackend": "microgpt.scalar_gpt",
@@ -36,6 +38,7 @@ _EXPORTS = {
     "evaluate": "microgpt.evaluation",
     "Adam": "microgpt.optim",
     "train_steps": "microgpt.train",
+    "draw_masks": "microgpt.dropout",
     "generate_many": "microgpt.generate",
     "get_backend": "microgpt.backend",
     "load_checkpoint": "microgpt.checkpoint",

@@ -45,8 +45,9 @@ class Timing:
         return self.flops_per_step / self.ms_per_step / 1e6
 
 
-def setup(shape, seed=0):
-    """Params, optimizer, data and TrainConfig for shape = (C, NH, L, block_size, batch) on names.txt."""
+def setup(shape, seed=0, components=None):
+    """Params, optimizer, data and TrainConfig for shape = (C, NH, L, block_size, batch) on names.txt,
+    with the block's `components` (GPTConfig fields, e.g. {"norm": "layernorm"}; default microgpt's)."""
     from microgpt.commands.train import BUNDLED_NAMES
     from microgpt.config import GPTConfig, TrainConfig
     from microgpt.data import load_data
@@ -55,7 +56,7 @@ def setup(shape, seed=0):
 
     n_embd, n_head, n_layer, block_size, batch_size = shape
     data = load_data(BUNDLED_NAMES, block_size, mode="lines", val_fraction=0.0)
-    config = GPTConfig(data.tokenizer.vocab_size, n_embd, n_head, n_layer, block_size)
+    config = GPTConfig(data.tokenizer.vocab_size, n_embd, n_head, n_layer, block_size, **(components or {}))
     train_config = TrainConfig(steps=10**9, batch_size=batch_size, seed=seed)
     params = Params.init(config, np.random.default_rng(seed), train_config.init_std)
     return params, Adam(params.size), data, train_config
@@ -73,17 +74,18 @@ def get_numba(dtype="float64", threads=None):
 
 
 def time_steps(backend_name, shape, steps, repeats, budget_seconds=None, warm_up=True, dtype="float64",
-               threads=None):
+               threads=None, components=None):
     """Median ms per training step over `repeats` runs of `steps` steps, after one warm-up step.
 
     With budget_seconds, fewer repeats are run once the budget is spent (at least one).
-    dtype and threads (None: the backend's choice) apply to the Numba backend.
+    dtype and threads (None: the backend's choice) apply to the Numba backend; components
+    are the block's (see `setup`).
     """
     from microgpt.backend import get_backend
     from microgpt.flops import training_flops
     from microgpt.train import train_steps
 
-    params, optimizer, data, config = setup(shape)
+    params, optimizer, data, config = setup(shape, components=components)
     backend = get_numba(dtype, threads) if backend_name == "numba" else get_backend(backend_name)
     step = 0
     if warm_up:     # compile (or load) the kernels, warm the caches
@@ -106,9 +108,9 @@ def time_steps(backend_name, shape, steps, repeats, budget_seconds=None, warm_up
     return Timing(float(np.median(runs)) * 1e3, tokens / (step - first), steps, flops / (step - first))
 
 
-def time_loss_and_grads(shape, steps, repeats, dtype="float64", threads=None):
+def time_loss_and_grads(shape, steps, repeats, dtype="float64", threads=None, components=None):
     """Median ms of the Numba backend's loss_and_grads alone on the batches of the first steps."""
-    params, _, data, config = setup(shape)
+    params, _, data, config = setup(shape, components=components)
     backend = get_numba(dtype, threads)
     batches = [data.batch(s, config.batch_size, config.seed) for s in range(steps)]
     backend.loss_and_grads(params, batches[0])
@@ -181,11 +183,12 @@ def machine_description():
 
 
 def run_benchmark(steps=50, repeats=5, scalar_budget=20.0, start_times=True, out=print, configs=CONFIGS,
-                  scalar=True, dtype="float64", threads=1):
+                  scalar=True, dtype="float64", threads=1, components=None):
     """Time each shape of `configs` on both engines (or Numba alone) and print a table.
 
     The Numba backend is timed as a user gets it (the threads it chooses) and pinned to
-    `threads`. Returns the rows as dicts; without `scalar`, their scalar fields are None.
+    `threads`. Every shape has the block's `components` (None: microgpt's). Returns the
+    rows as dicts; without `scalar`, their scalar fields are None.
     """
     from microgpt.backend import get_backend
     for line in machine_description():
@@ -198,21 +201,24 @@ def run_benchmark(steps=50, repeats=5, scalar_budget=20.0, start_times=True, out
     out(f"GFLOP/s: useful FLOPs (microgpt.flops) of the default step; peak: {peak:.0f} GFLOP/s "
         f"({dtype} 1024x1024 product, NumPy's BLAS, all cores)")
     out(f"median of {repeats} runs; numba in {dtype}, scalar in float64; scalar/numba compares whole steps")
+    if components:
+        out("architecture: " + ", ".join(f"{name} {value}" for name, value in components.items()))
     out("")
     out(f"{'config C/NH/L/T/B':<20}{'numba ms':>10}{'pinned':>9}{'grads ms':>10}{'tok/s':>11}"
         f"{'GFLOP/s':>9}{'of peak':>8}{'scalar ms':>12}{'tok/s':>8}{'scalar/numba':>14}")
     rows = []
     for shape in configs:
-        numba = time_steps("numba", shape, steps, repeats, dtype=dtype)
-        pinned = time_steps("numba", shape, steps, repeats, dtype=dtype, threads=threads)
-        grads_ms = time_loss_and_grads(shape, steps, repeats, dtype=dtype)
+        numba = time_steps("numba", shape, steps, repeats, dtype=dtype, components=components)
+        pinned = time_steps("numba", shape, steps, repeats, dtype=dtype, threads=threads, components=components)
+        grads_ms = time_loss_and_grads(shape, steps, repeats, dtype=dtype, components=components)
         row = dict(config="/".join(map(str, shape)), numba_ms=numba.ms_per_step, pinned_ms=pinned.ms_per_step,
                    grads_ms=grads_ms, numba_tokens_per_s=numba.tokens_per_second,
                    gflops=numba.gflops, peak_fraction=numba.gflops / peak,
                    scalar_ms=None, scalar_tokens_per_s=None, ratio=None)
         scalar_text = f"{'-':>12}{'-':>8}{'-':>14}"
         if scalar:
-            timing = time_steps("scalar", shape, 1, 3, budget_seconds=scalar_budget, warm_up=False)
+            timing = time_steps("scalar", shape, 1, 3, budget_seconds=scalar_budget, warm_up=False,
+                                components=components)
             row.update(scalar_ms=timing.ms_per_step, scalar_tokens_per_s=timing.tokens_per_second,
                        ratio=timing.ms_per_step / numba.ms_per_step)
             scalar_text = f"{row['scalar_ms']:>12.1f}{row['scalar_tokens_per_s']:>8,.0f}{row['ratio']:>13,.0f}x"

@@ -3,7 +3,8 @@
 A run directory holds one checkpoint made of two files:
 
     weights-{step:06d}-{sha8}.npz   every parameter by name, plus Adam's moments "adam.m", "adam.v"
-    checkpoint.json                 format version, configs, tokenizer, step, Adam's t, the data
+    checkpoint.json                 format version, configs (the model's sizes and every component
+                                    of its block), tokenizer, step, Adam's t, the data
                                     (file, mode, validation split, size, fingerprint), the backend
                                     and dtype, metrics (the validation loss, for the best checkpoint),
                                     and the name and SHA-256 of the weights file it belongs to
@@ -47,7 +48,8 @@ from microgpt.optim import Adam
 from microgpt.params import Params, param_shapes
 from microgpt.tokenizer import Tokenizer
 
-FORMAT_VERSION = 3          # 2 added "data" and "backend"; 3 the data's mode and split, dtype, metrics
+FORMAT_VERSION = 4          # 2 added "data" and "backend"; 3 the data's mode and split, dtype, metrics;
+                            # 4 the block's components in "model" (older checkpoints are microgpt's block)
 BEST = "best"               # the subdirectory holding the best checkpoint
 CHECKPOINT_JSON = "checkpoint.json"
 WEIGHTS_PREFIX = "weights-"
@@ -318,7 +320,8 @@ def _config(cls, d, section):
     """A config dataclass from its dict: only its fields, each of its type, then validated.
 
     A field missing from the dict takes its default: checkpoints written before a
-    field existed load as runs that did not use it (every new option defaults to off).
+    field existed load as runs that did not use it (every new option defaults to off,
+    and a model without its components recorded is microgpt's block).
     """
     kinds = {f.name: f.type for f in fields(cls)}
     unknown = sorted(set(d) - set(kinds))

@@ -17,7 +17,7 @@ import warnings
 
 from microgpt.errors import MicrogptError
 
-COMMANDS = ("train", "sample", "eval", "predict", "graph", "attention", "gradcheck", "bench")
+COMMANDS = ("train", "sample", "eval", "predict", "compare", "graph", "attention", "gradcheck", "bench", "summary")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -140,6 +140,59 @@ def add_run_arguments(parser, default_backend="scalar", best=True):
                         help=f"engine that computes the model (default {default_backend})")
     parser.add_argument("--dtype", choices=DTYPES, default="float64",
                         help="precision of the numba backend (default float64)")
+
+
+# The components of the block: GPTConfig's fields beside the sizes, one flag each.
+COMPONENT_OPTIONS = ("norm", "norm_weights", "embed_norm", "final_norm", "mlp", "mlp_ratio", "pos",
+                     "attn_window", "bias", "tie_weights", "dropout", "init")
+
+
+def add_model_arguments(parser):
+    """--preset and one option per component of the block; each is None unless given, so that a
+    preset, a config file and a resumed run can tell what the command line asked for."""
+    from microgpt.config import INITS, MLPS, NORMS, POSITIONS, PRESETS
+    on_off = argparse.BooleanOptionalAction
+    group = parser.add_argument_group(
+        "architecture (default: the microgpt preset; options given beside --preset override it)")
+    group.add_argument("--preset", choices=tuple(PRESETS),
+                       help="microgpt: RMSNorm without weights after the embedding and before each branch, ReLU, "
+                            "learned positions, no biases, N(0, 0.08²) init; gpt2: GPT-2's block: LayerNorm "
+                            "with gain and bias before each branch and before the head (none after the "
+                            "embedding), GELU, biases, the head tied to wte, GPT-2's init")
+    group.add_argument("--norm", choices=NORMS,
+                       help="rmsnorm: x/rms(x); layernorm: (x - mean)/std; scalenorm: √C·x/‖x‖ (default rmsnorm)")
+    group.add_argument("--norm-weights", action=on_off,
+                       help="a learned gain per channel (and a bias, for layernorm) in every norm (default off)")
+    group.add_argument("--embed-norm", action=on_off,
+                       help="normalise the embedding before the first block (default on)")
+    group.add_argument("--final-norm", action=on_off,
+                       help="normalise the residual stream before lm_head (default off)")
+    group.add_argument("--mlp", choices=MLPS,
+                       help="relu; gelu (tanh form, GPT-2's); swiglu (gated, a third matrix, hidden width "
+                            "2/3 of the others' so the count stays comparable) (default relu)")
+    group.add_argument("--mlp-ratio", type=positive_int, metavar="K",
+                       help="the MLP's hidden width is K·n_embd (default 4)")
+    group.add_argument("--pos", choices=POSITIONS,
+                       help="learned: a table wpe; sinusoidal: a fixed table, no parameters (default learned)")
+    group.add_argument("--attn-window", type=non_negative_int, metavar="W",
+                       help="attend to the last W positions only; 0: all of them (default 0)")
+    group.add_argument("--bias", action=on_off, help="a bias on every linear layer but lm_head (default off)")
+    group.add_argument("--tie-weights", action=on_off,
+                       help="lm_head is wte: one matrix embeds tokens and scores them (default off)")
+    group.add_argument("--dropout", type=float_in(0, 1, include_high=False), metavar="P",
+                       help="in training, zero an attention weight or a branch's output with probability P "
+                            "(default 0)")
+    group.add_argument("--init", choices=INITS,
+                       help="microgpt: N(0, init_std²) everywhere; gpt2: N(0, 0.02²), residual projections "
+                            "/ √(2·n_layer), gains 1, biases 0 (default microgpt)")
+
+
+def model_options(args):
+    """The components the command line asks for: the preset's, then the options given over them."""
+    from microgpt.config import PRESETS
+    values = dict(PRESETS[args.preset]) if args.preset else {}
+    values.update({name: getattr(args, name) for name in COMPONENT_OPTIONS if getattr(args, name) is not None})
+    return values
 
 
 # argparse `type=` helpers: a bad value becomes a one-line usage error.

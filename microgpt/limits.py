@@ -23,11 +23,16 @@ def check_size(config, train_config, backend):
         hint = " (the scalar engine makes a Python object per weight)" if backend == "scalar" else ""
         raise UsageError(f"this model has {size:,} parameters, more than the {limit:,} the {backend} "
                          f"backend can train{hint}; choose a smaller --n-embd, --n-layer or --block-size")
-    if config.block_size > MAX_BLOCK_SIZE:
-        raise UsageError(f"block_size {config.block_size:,} is more than {MAX_BLOCK_SIZE:,} "
-                         f"(attention's memory grows with its square); choose a smaller --block-size")
+    check_block_size(config.block_size)
     tokens = train_config.batch_size * config.block_size
     if tokens > MAX_BATCH_TOKENS:
         raise UsageError(f"a step of batch {train_config.batch_size:,} × block_size {config.block_size:,} "
                          f"= {tokens:,} predictions is more than {MAX_BATCH_TOKENS:,}; "
                          f"choose a smaller --batch-size or --block-size")
+
+
+def check_block_size(block_size):
+    """UsageError if the context is too long; also checked before data is read with it."""
+    if block_size > MAX_BLOCK_SIZE:
+        raise UsageError(f"block_size {block_size:,} is more than {MAX_BLOCK_SIZE:,} "
+                         f"(attention's memory grows with its square); choose a smaller --block-size")

@@ -48,7 +48,7 @@ GELU_C = math.sqrt(2.0 / math.pi)   # gelu's tanh form: tanh(GELU_C·(a + 0.0447
 ROLES = {
     "out": "x (residual stream)",              # after the embedding, and after each residual add
     "rmsnorm.mean_square": "mean(x²)",
-    "rmsnorm.scale": "1/rms",
+    "rmsnorm.rstd": "1/rms",
     "rmsnorm.out": "x/rms",
     "layernorm.mean": "μ = mean(x)",
     "layernorm.centred": "x − μ",
@@ -126,14 +126,14 @@ class ScalarGPT:
         # a vector (gain, bias) -> one list of Values
         self.w = {}
         for name, shape in params.shapes.items():
-            start, cols = params.offsets[name], shape[-1]
-            rows = [self.leaves[start + r * cols:start + (r + 1) * cols] for r in range(math.prod(shape[:-1]))]
-            self.w[name] = rows if len(shape) == 2 else rows[0]
+            start = params.offsets[name]
+            entries = self.leaves[start:start + math.prod(shape)]
+            if len(shape) == 2:
+                entries = [entries[r * shape[1]:(r + 1) * shape[1]] for r in range(shape[0])]
+            self.w[name] = entries
         self.sum = atomic_sum if atomic else Value.sum
         self.dot = atomic_dot if atomic else Value.dot
         self.activation = {"relu": self.relu, "gelu": self.gelu, "swiglu": self.swiglu}[self.config.mlp]
-        self.normalise = {"rmsnorm": self.rmsnorm, "layernorm": self.layernorm,
-                          "scalenorm": self.scalenorm}[self.config.norm]
         self.pe = (sinusoidal_positions(self.config.block_size, self.config.n_embd).tolist()
                    if self.config.pos == "sinusoidal" else None)
         self.recorder = None  # recorder(name, values), called by record(); None while training
@@ -159,10 +159,10 @@ class ScalarGPT:
     def rmsnorm(self, x):
         """x · rstd, rstd = 1/sqrt(mean(x²) + eps)."""
         mean_square = self.dot(x, x) * (1.0 / len(x))
-        scale = (mean_square + RMSNORM_EPS) ** -0.5
-        out = [xi * scale for xi in x]
+        rstd = (mean_square + RMSNORM_EPS) ** -0.5
+        out = [xi * rstd for xi in x]
         self.record("rmsnorm.mean_square", [mean_square])
-        self.record("rmsnorm.scale", [scale])
+        self.record("rmsnorm.rstd", [rstd])
         self.record("rmsnorm.out", out)
         return out
 
@@ -202,7 +202,7 @@ class ScalarGPT:
         if c.norm == "scalenorm":
             s = self.w[f"{prefix}_g"][0] if c.norm_weights else Value(math.sqrt(c.n_embd))
             return self.scalenorm(x, s)
-        out = self.normalise(x)
+        out = self.rmsnorm(x) if c.norm == "rmsnorm" else self.layernorm(x)
         if c.norm_weights:
             out = [o * g for o, g in zip(out, self.w[f"{prefix}_g"])]
             if c.norm == "layernorm":
@@ -245,27 +245,26 @@ class ScalarGPT:
     def attention(self, x, layer, cache, mask=None):
         """Causal multi-head self-attention of the newest position over the cache. (C,) -> (C,)
 
-        With attn_window W > 0 the query at position p sees the keys at
-        max(0, p - W + 1) .. p only. `mask` (NH, T) multiplies the attention weights
-        (dropout; key position s is column s), or is None.
+        With attn_window W > 0 the cache is a sliding window: once it holds W positions
+        the oldest is dropped, so the query at p sees the keys at max(0, p - W + 1) .. p.
+        `mask` (NH, t) multiplies the attention weights over those t keys (dropout), or is None.
         """
-        hd, p = self.config.head_dim, f"layer{layer}."
+        head_dim, p, window = self.config.head_dim, f"layer{layer}.", self.config.attn_window
         q = self.linear(x, p + "attn_wq", p + "attn_bq")
         cache.keys[layer].append(self.linear(x, p + "attn_wk", p + "attn_bk"))
         cache.values[layer].append(self.linear(x, p + "attn_wv", p + "attn_bv"))
+        if window and len(cache.keys[layer]) > window:   # out of the window for this and every later query
+            del cache.keys[layer][0], cache.values[layer][0]
         self.record("q", q)
         self.record("k", cache.keys[layer][-1])
         self.record("v", cache.values[layer][-1])
-        pos = len(cache.keys[layer]) - 1
-        first = max(0, pos - self.config.attn_window + 1) if self.config.attn_window else 0
-        keys, values = cache.keys[layer][first:], cache.values[layer][first:]
         heads_out = []
         for h in range(self.config.n_head):
             with name_scope(f"head{h}"):
-                lo, hi = h * hd, (h + 1) * hd
+                lo, hi = h * head_dim, (h + 1) * head_dim
                 q_h = q[lo:hi]
-                scale = Value(1.0 / math.sqrt(hd))                   # one constant leaf per head
-                scores = [self.dot(q_h, k[lo:hi]) for k in keys]     # (t,)
+                scale = Value(1.0 / math.sqrt(head_dim))                   # one constant leaf per head
+                scores = [self.dot(q_h, k[lo:hi]) for k in cache.keys[layer]]   # (t,)
                 scaled = [score * scale for score in scores]
                 self.record("scale", [scale])
                 self.record("scores", scores)
@@ -273,10 +272,10 @@ class ScalarGPT:
                 weights = self.softmax(scaled)                       # (t,)
                 self.record("weights", weights)
                 if mask is not None:
-                    weights = self.dropout(weights, mask[h, first:pos + 1])
+                    weights = self.dropout(weights, mask[h])
                     self.record("dropped_weights", weights)
                 for j in range(lo, hi):
-                    heads_out.append(self.dot(weights, [v[j] for v in values]))
+                    heads_out.append(self.dot(weights, [v[j] for v in cache.values[layer]]))
         self.record("heads", heads_out)
         out = self.linear(heads_out, p + "attn_wo", p + "attn_bo")
         self.record("proj", out)
@@ -338,8 +337,7 @@ class ScalarGPT:
                 x = self.norm(x, "embd_norm")
             self.record("out", x)
         for layer in range(c.n_layer):
-            attn_mask, attn_out, mlp_out = ((masks.attn[layer][row], masks.attn_out[layer][row],
-                                             masks.mlp_out[layer][row]) if masks is not None else (None,) * 3)
+            attn_mask, attn_out, mlp_out = self.layer_masks(masks, layer, row, pos)
             with name_scope(f"layer{layer}.attn"):
                 branch = self.attention(self.norm(x, f"layer{layer}.attn_norm"), layer, cache, attn_mask)
                 x = self.residual_add(x, branch, attn_out)
@@ -353,6 +351,15 @@ class ScalarGPT:
             logits = self.linear(x, "wte" if c.tie_weights else "lm_head")
             self.record("logits", logits)
             return logits
+
+    def layer_masks(self, masks, layer, row, pos):
+        """The dropout masks of `layer` at prediction `row` (position pos): the attention's (NH, t) over
+        the keys pos sees, and the two branches' (C,) each; three Nones without masks."""
+        if masks is None:
+            return None, None, None
+        window = self.config.attn_window
+        first_key = max(0, pos - window + 1) if window else 0
+        return masks.attn[layer][row, :, first_key:pos + 1], masks.attn_out[layer][row], masks.mlp_out[layer][row]
 
     def cross_entropy(self, logits, target):
         """-log softmax(logits)[target] = log Σ_j exp(l_j - max) - (l_target - max)."""
@@ -400,7 +407,8 @@ class ScalarGPT:
 
 
 class KVCache:
-    """Per layer, the key and value vectors of every position seen so far."""
+    """Per layer, the key and value vectors of the positions the next query sees: every position
+    so far, or with an attention window W, the last W of them (the model drops older ones)."""
 
     def __init__(self, n_layer):
         self.keys = [[] for _ in range(n_layer)]     # [layer][pos] -> (C,) list of Values

@@ -24,7 +24,7 @@ def test_shapes_follow_the_config(capture, tiny_config):
     assert capture["embed.out"].shape == (T, C)
     assert capture["layer1.attn.q"].shape == (T, C)
     assert capture["layer0.mlp.fc1"].shape == (T, 4 * C)
-    assert capture["layer1.mlp.rmsnorm.scale"].shape == (T, 1)
+    assert capture["layer1.mlp.rmsnorm.rstd"].shape == (T, 1)
     assert capture["lm_head.logits"].shape == (T, V)
     assert capture.attention(1, 1).shape == (T, T)
 
@@ -46,7 +46,7 @@ def test_every_stage_recomputes_from_the_previous_one(capture, tiny_params, tiny
     for layer in range(tiny_config.n_layer):
         W = lambda name: tiny_params[f"layer{layer}.{name}"]
         a = f"layer{layer}.attn"
-        close(capture[f"{a}.rmsnorm.scale"][:, 0], 1 / np.sqrt((x ** 2).mean(axis=1) + RMSNORM_EPS))
+        close(capture[f"{a}.rmsnorm.rstd"][:, 0], 1 / np.sqrt((x ** 2).mean(axis=1) + RMSNORM_EPS))
         for name in "qkv":
             close(capture[f"{a}.{name}"], rmsnorm(x) @ W(f"attn_w{name}").T)
         q, k, v = capture[f"{a}.q"], capture[f"{a}.k"], capture[f"{a}.v"]

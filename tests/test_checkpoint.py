@@ -314,7 +314,7 @@ def test_a_trained_run_holds_what_the_docs_say(names_file, tmp_path):
     assert meta["tokenizer"]["bos"] is True and meta["metrics"] is None
     assert sorted(os.listdir(tmp_path / "run")) == sorted(
         [CHECKPOINT_JSON, meta["weights_file"], "log.csv", "eval.csv", "baselines.json", "best", "loss.png",
-         ".lock", ".microgpt-run"])
+         "config.toml", ".lock", ".microgpt-run"])
     best = json.loads((tmp_path / "run" / "best" / CHECKPOINT_JSON).read_text())
     assert set(best["metrics"]) == {"train_loss", "val_loss"} and 1 <= best["step"] <= 6
     assert_clean_error(*run_main("sample", tmp_path / "run" / "log.csv")[::2], command="sample")

@@ -95,7 +95,8 @@ def test_bad_option_values_are_usage_errors(names_file, tmp_path, option, value,
     (("--n-embd", 10, "--n-head", 4), "n_embd (10) must be divisible by n_head (4): try --n-head 2"),
     (("--batch-size", 15), "--batch-size 15 is more than the 14 training documents"),
     (("--n-embd", 512, "--n-head", 8, "--n-layer", 4), "more than the 1,000,000 the scalar backend can train"),
-    (("--block-size", 10**9), "parameters, more than"),
+    (("--block-size", 10**9), "block_size 1,000,000,000 is more than 16,384"),
+    (("--block-size", 2**31 - 1), "block_size 2,147,483,647 is more than 16,384"),
     (("--n-layer", 10**12), "parameters, more than"),
 ])
 def test_options_that_do_not_fit_together(names_file, tmp_path, extra, fragment):

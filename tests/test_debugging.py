@@ -17,6 +17,13 @@ from tests.conftest import REPO_ROOT
 GUIDE = os.path.join(REPO_ROOT, "docs", "05-debugging-backward.md")
 
 
+def yield_line():
+    """The line of `yield node` in Value.backward_steps: where the guide's breakpoints go."""
+    import inspect
+    lines, first = inspect.getsourcelines(Value.backward_steps)
+    return first + next(i for i, line in enumerate(lines) if line.strip() == "yield node")
+
+
 def tiny_loss(params):
     return ScalarGPT(params).loss([[6, 0, 3, 3, 1, 6], [6, 2, 6]])
 
@@ -96,8 +103,9 @@ def test_the_guide_has_the_sessions_it_promises():
     sessions = guide_sessions()
     assert [argv for argv, _, _ in sessions] == [[], ["--poison"]]
     commands = [c for _, cmds, _ in sessions for c in cmds]
-    assert 'b microgpt/engine.py:203, node.label.startswith("layer0.attn_wq")' in commands
-    assert "b microgpt/engine.py:203, not math.isfinite(node.grad)" in commands
+    at = f"b microgpt/engine.py:{yield_line()}"
+    assert f'{at}, node.label.startswith("layer0.attn_wq")' in commands
+    assert f"{at}, not math.isfinite(node.grad)" in commands
     assert "p node._local_grads" in commands
 
 

@@ -68,6 +68,12 @@ def test_op_gradient_matches_finite_differences(name, build, xs):
     check_grads(build, xs)
 
 
+def test_sigmoid_saturates_without_overflow():
+    """σ(±800): e^800 overflows a float, so each side must use the form with e^(-|x|)."""
+    assert (Value(800.0).sigmoid().data, Value(-800.0).sigmoid().data) == (1.0, 0.0)
+    assert Value(-800.0).sigmoid()._local_grads == (0.0,)
+
+
 @pytest.mark.parametrize("name,build,xs", OPS, ids=[op[0] for op in OPS])
 def test_op_value_matches_plain_floats(name, build, xs):
     """The forward value is what the same formula gives on floats (via math)."""

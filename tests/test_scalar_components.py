@@ -111,6 +111,16 @@ def test_window_forgets_what_is_older_than_w_positions():
     assert np.abs(a[2] - b[2]).max() > 1e-3 and np.abs(a[3] - b[3]).max() > 1e-3
 
 
+def test_captured_attention_of_a_window_sits_on_the_diagonal():
+    from microgpt.viz.capture import capture_forward
+    config = GPTConfig(vocab_size=7, n_embd=8, n_head=2, n_layer=1, block_size=6, attn_window=2)
+    weights = capture_forward(perturbed_params(config, 0), [6, 0, 3, 1, 2]).attention(layer=0, head=1)
+    p, s = np.indices((5, 5))
+    seen = (s <= p) & (s > p - 2)
+    assert np.isnan(weights[~seen]).all() and not np.isnan(weights[seen]).any()
+    np.testing.assert_allclose(np.nansum(weights, axis=1), 1.0, rtol=1e-14)
+
+
 def test_a_window_as_long_as_the_block_is_full_attention(tiny_params):
     windowed = Params(replace(tiny_params.config, attn_window=tiny_params.config.block_size), tiny_params.flat)
     batch = [[6, 0, 3, 3, 1, 2, 6]]
@@ -310,6 +320,25 @@ def test_training_draws_masks_from_seed_and_step():
     list(train_steps(no_dropout, Params(replace(DROP_CONFIG, dropout=0.0), params.flat), Adam(params.size),
                      Batches(), config))
     assert [masks for _, masks in no_dropout.masks] == [None] * 3
+
+
+def test_a_resumed_run_with_dropout_takes_the_same_steps():
+    """Steps 0-3 in one go, or 0-1 then 2-3 in a second call (as a resumed run): the same losses and weights."""
+    config = TrainConfig(steps=4, seed=3)
+
+    def run(splits):
+        params = perturbed_params(DROP_CONFIG, 12)
+        optimizer = Adam(params.size)
+        losses = [r.loss for start, stop in splits
+                  for r in train_steps(ScalarBackend(), params, optimizer, Batches(), config, start, stop)]
+        return losses, params.flat
+
+    straight, resumed = run([(0, 4)]), run([(0, 2), (2, 4)])
+    assert straight[0] == resumed[0]
+    np.testing.assert_array_equal(straight[1], resumed[1])
+    no_dropout = Params(replace(DROP_CONFIG, dropout=0.0), perturbed_params(DROP_CONFIG, 12).flat)
+    first = next(train_steps(ScalarBackend(), no_dropout, Adam(no_dropout.size), Batches(), config)).loss
+    assert abs(first - straight[0][0]) > 1e-3     # the masks did drop something
 
 
 # ------------------------------------------------------------------ presets and the Numba backend

@@ -2,7 +2,7 @@
 
 import argparse
 
-from microgpt.cli import positive_float, positive_int
+from microgpt.cli import add_model_arguments, model_options, positive_float, positive_int
 
 
 def add_parser(subparsers):
@@ -26,6 +26,7 @@ def add_parser(subparsers):
     p.add_argument("--config", action="append", type=config_shape, metavar="C/NH/L/T/B",
                    help="time this config instead of the four standard ones, e.g. 32/4/2/16/8 "
                         "(n_embd/n_head/n_layer/block_size/batch); repeatable")
+    add_model_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -43,9 +44,9 @@ def config_shape(text):
 
 def run(args):
     from microgpt.bench import CONFIGS, run_benchmark
-
     configs = args.config or CONFIGS
+    components = model_options(args)
     run_benchmark(steps=args.steps, repeats=args.repeats, scalar_budget=args.scalar_budget,
                   start_times=not args.no_start_times, configs=configs, scalar=not args.numba_only,
-                  dtype=args.dtype, threads=args.threads)
+                  dtype=args.dtype, threads=args.threads, components=components)
     return 0

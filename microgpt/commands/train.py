@@ -4,8 +4,10 @@ A file of lines (names) trains on one document per line; a long text (a play)
 trains on one character stream; `--data auto` (the default) picks and says why.
 A new run writes to --out (default runs/<file name>); `--resume RUN_DIR`
 continues a run from its checkpoint, exactly (and `--steps N` extends a finished
-one). The run itself (directory, checkpoints, logs, evaluations, signals) is
-`microgpt.run`; this module parses, builds the configs, and prints.
+one). The model's components come from --preset and their own options, and any
+option may come from a TOML file (`--config`, read by `microgpt.configfile`). The
+run itself (directory, checkpoints, logs, evaluations, signals) is `microgpt.run`;
+this module parses, builds the configs, and prints.
 """
 
 import math
@@ -16,13 +18,16 @@ from dataclasses import fields, replace
 
 from microgpt.backend import BACKENDS, DTYPES, get_backend
 from microgpt.checkpoint import CHECKPOINT_JSON, Checkpoint, load_checkpoint
-from microgpt.cli import float_in, non_negative_float, non_negative_int, positive_float, positive_int
+from microgpt.cli import (COMPONENT_OPTIONS, add_model_arguments, float_in, non_negative_float, non_negative_int,
+                          positive_float, positive_int)
 from microgpt.config import GPTConfig, TrainConfig
+from microgpt.configfile import CONFIG_TOML, layered_options, read_config_file, write_run_config
 from microgpt.data import load_data
 from microgpt.errors import UsageError
-from microgpt.limits import check_size
+from microgpt.limits import check_block_size, check_size
 from microgpt.optim import SCHEDULES
 from microgpt.run import TEXT_SAMPLE_CHARS
+from microgpt.summary import describe_components, short_summary
 
 ASSETS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets")
 BUNDLED_NAMES = os.path.join(ASSETS, "names.txt")
@@ -30,9 +35,9 @@ BUNDLED = {"names.txt": BUNDLED_NAMES, "shakespeare.txt": os.path.join(ASSETS, "
 
 # The options that define a run: on --resume each must be left out or equal the run's
 # (--steps may grow: that extends the run).
-MODEL_OPTIONS = ("n_embd", "n_head", "n_layer", "block_size")
-TRAIN_OPTIONS = ("steps", "lr", "batch_size", "seed", "beta1", "beta2", "warmup", "schedule", "min_lr",
-                 "grad_clip", "weight_decay", "eval_every", "eval_tokens")
+MODEL_OPTIONS = ("n_embd", "n_head", "n_layer", "block_size") + COMPONENT_OPTIONS
+TRAIN_OPTIONS = ("steps", "lr", "batch_size", "seed", "beta1", "beta2", "eps", "init_std", "warmup", "schedule",
+                 "min_lr", "grad_clip", "weight_decay", "eval_every", "eval_tokens")
 DATA_OPTIONS = ("data_mode", "val_fraction")
 EVAL_TOKENS = {"scalar": 256, "numba": 4096}   # forward-only predictions per evaluation sample, by backend
 
@@ -69,6 +74,8 @@ def add_parser(subparsers):
             (opt, TrainConfig, "seed", non_negative_int, "seed for the weights, data order and samples"),
             (opt, TrainConfig, "beta1", float_in(0, 1, include_high=False), "Adam's decay of its running mean of gradients"),
             (opt, TrainConfig, "beta2", float_in(0, 1, include_high=False), "Adam's decay of its running mean of squared gradients"),
+            (opt, TrainConfig, "eps", positive_float, "Adam's ε, added to √v so an update never divides by 0"),
+            (opt, TrainConfig, "init_std", positive_float, "std of the initial weights (the microgpt init)"),
             (opt, TrainConfig, "warmup", non_negative_int, "steps of linear warm-up to the peak lr"),
             (opt, TrainConfig, "min_lr", non_negative_float, "the lr the schedule decays to"),
             (opt, TrainConfig, "grad_clip", non_negative_float,
@@ -83,6 +90,7 @@ def add_parser(subparsers):
                      help="engine that computes loss and gradients (default scalar, or the run's with --resume)")
     opt.add_argument("--dtype", choices=DTYPES, default=None,
                      help="precision of the numba backend (default float64, or the run's with --resume)")
+    add_model_arguments(p)
     ev = p.add_argument_group("evaluation (fixed for a run)")
     ev.add_argument("--eval-every", type=positive_int, default=None, metavar="N",
                     help="measure validation and training loss every N steps (default: steps/10)")
@@ -91,6 +99,10 @@ def add_parser(subparsers):
                          f"scalar engine, {EVAL_TOKENS['numba']:,} on numba; `microgpt eval` measures the "
                          f"whole validation split)")
     run = p.add_argument_group("run")
+    run.add_argument("--config", metavar="FILE.toml",
+                     help=f"read options from a TOML file ([model], [train], [data], [run] tables, keys named as "
+                          f"the options with underscores); options given here override it; a run's own "
+                          f"{CONFIG_TOML} repeats that run")
     run.add_argument("--out", help="run directory for checkpoints and logs: new or empty "
                                    "(default: runs/<file name>, numbered if taken)")
     run.add_argument("--resume", metavar="RUN_DIR",
@@ -115,8 +127,10 @@ def add_parser(subparsers):
 def run_command(args):
     from microgpt.run import RunOptions, signal_name, train_run
 
+    resolve_options(args)
     directory, run, data = resume_run(args) if args.resume else new_run(args)
     with directory:
+        write_run_config(directory.file(CONFIG_TOML), run)
         backend = get_backend(run.backend, run.dtype)
         if not args.quiet:
             print_setup(run, data, directory.path)
@@ -138,6 +152,17 @@ def run_command(args):
 
 # ------------------------------------------------------------------ new and resumed runs
 
+def resolve_options(args):
+    """Fill the options the command line left out from --config's file and --preset (see
+    microgpt.configfile for the order); args.sources says where each filled-in value came from."""
+    file_values = read_config_file(args.config) if args.config else {}
+    args.sources = {}
+    for name, (value, source) in layered_options(file_values, args.config, args.preset).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+            args.sources[name] = source
+
+
 def new_run(args):
     """A fresh run from the options: (locked RunDirectory, Checkpoint at step 0, data)."""
     from microgpt.run import RunDirectory, default_run_dir
@@ -148,6 +173,7 @@ def new_run(args):
     data_path = find_data(args.data or BUNDLED_NAMES)
     given = {name: getattr(args, name) for name in MODEL_OPTIONS + TRAIN_OPTIONS if getattr(args, name) is not None}
     block_size = given.get("block_size", _default(GPTConfig, "block_size"))
+    check_block_size(block_size)   # before the data is read with it
     val_fraction = 0.1 if args.val_fraction is None else args.val_fraction
     data = load_data(data_path, block_size, args.data_mode or "auto", val_fraction, progress=not args.quiet)
     backend = args.backend or "scalar"
@@ -217,8 +243,13 @@ def check_resume_options(args, run):
         if given != actual:
             option = "--data" if name == "data_mode" else "--" + name.replace("_", "-")
             label = "data" if name == "data_mode" else name
-            raise UsageError(f"{option} {given} does not match the run's {label} {actual}: a resumed run keeps its "
-                             f"model, data and schedule; leave {option} out, or start a new run with --out")
+            source = args.sources.get(name)
+            as_typed = (option if given else "--no-" + option[2:]) if isinstance(given, bool) else f"{option} {given}"
+            asked = f"{label} {given} (from {source})" if source else as_typed
+            leave = (f"leave {option} out" if not source else f"leave {source} out" if source.startswith("--")
+                     else f"take {label} out of {source.split(' in ')[-1]}")
+            raise UsageError(f"{asked} does not match the run's {label} {actual}: a resumed run keeps its "
+                             f"model, data and schedule; {leave}, or start a new run with --out")
 
 
 def run_values(run):
@@ -292,7 +323,10 @@ def print_setup(run, data, run_dir):
     print(f"data: {path}, read as {data.mode} ({why})")
     print(f"      {data.describe()}; vocabulary of {tokenizer.vocab_size} ({tokenizer.describe()})")
     print(f"model: n_embd {config.n_embd}, n_head {config.n_head}, n_layer {config.n_layer}, "
-        f"block_size {config.block_size}: {run.params.size:,} parameters")
+        f"block_size {config.block_size}: {short_summary(config)}")
+    changes = describe_components(config, only_changes=True)
+    if changes:
+        print(f"       {changes}")
     print(f"training: {train_config.steps} steps, batch {train_config.batch_size}, {schedule_text(train_config)}, "
         f"Adam β1 {train_config.beta1} β2 {train_config.beta2}, seed {train_config.seed}, backend {run.backend}"
         f"{'' if run.dtype == 'float64' else f' ({run.dtype})'}")

@@ -65,8 +65,8 @@ def attention_forward(out, att, kt, qkv, positions, r0, r1, window, mask):
     """
     C = out.shape[1]
     n_head = att.shape[1]
-    hs = C // n_head
-    scale = 1.0 / np.sqrt(hs)
+    head_dim = C // n_head
+    scale = 1.0 / np.sqrt(head_dim)
     k0 = max(C, 0)                              # where the keys start in a row of qkv
     masked = mask.shape[0] > 0
     for u in range(r0, r1):
@@ -80,7 +80,7 @@ def attention_forward(out, att, kt, qkv, positions, r0, r1, window, mask):
         for h in range(n_head):
             for j in range(width):
                 att[t, h, s0 + j] = 0.0
-            for c in range(h * hs, (h + 1) * hs):       # scores: q_h[t]·k_h[u] for every key at once
+            for c in range(h * head_dim, (h + 1) * head_dim):       # scores: q_h[t]·k_h[u] for every key at once
                 qc = qkv[t, c]
                 for j in range(width):
                     att[t, h, s0 + j] += qc * kt[c, first + j]
@@ -100,11 +100,11 @@ def attention_forward(out, att, kt, qkv, positions, r0, r1, window, mask):
         for j in range(width):                  # rows of v in turn: contiguous reads
             u = first + j
             for h in range(n_head):
-                a, o, v = att[t, h, s0 + j], max(h * hs, 0), max(2 * C + h * hs, 0)
+                a, o, v = att[t, h, s0 + j], max(h * head_dim, 0), max(2 * C + h * head_dim, 0)
                 if masked:
-                    add_scaled(out, t, o, a * mask[t, h, s0 + j], qkv, u, v, hs)
+                    add_scaled(out, t, o, a * mask[t, h, s0 + j], qkv, u, v, head_dim)
                 else:
-                    for i in range(hs):
+                    for i in range(head_dim):
                         out[t, o + i] += a * qkv[u, v + i]
 
 
@@ -128,8 +128,8 @@ def attention_backward(dqkv, datt, vt, dout, att, qkv, positions, r0, r1, window
     """
     C = dout.shape[1]
     n_head = att.shape[1]
-    hs = C // n_head
-    scale = 1.0 / np.sqrt(hs)
+    head_dim = C // n_head
+    scale = 1.0 / np.sqrt(head_dim)
     v0 = max(2 * C, 0)                          # where the values start in a row (indices: see the forward)
     masked = mask.shape[0] > 0
     for u in range(r0, r1):
@@ -143,7 +143,7 @@ def attention_backward(dqkv, datt, vt, dout, att, qkv, positions, r0, r1, window
         for h in range(n_head):
             for j in range(width):
                 datt[t, h, s0 + j] = 0.0
-            for c in range(h * hs, (h + 1) * hs):       # da = dout_h[t]·v_h[u] for every key at once
+            for c in range(h * head_dim, (h + 1) * head_dim):       # da = dout_h[t]·v_h[u] for every key at once
                 g = dout[t, c]
                 for j in range(width):
                     datt[t, h, s0 + j] += g * vt[c, first + j]
@@ -159,14 +159,14 @@ def attention_backward(dqkv, datt, vt, dout, att, qkv, positions, r0, r1, window
             u = first + j
             for h in range(n_head):
                 a, ds = att[t, h, s0 + j], datt[t, h, s0 + j]
-                q, k, v = max(h * hs, 0), max(C + h * hs, 0), max(2 * C + h * hs, 0)   # head h's columns
+                q, k, v = max(h * head_dim, 0), max(C + h * head_dim, 0), max(2 * C + h * head_dim, 0)   # head h's columns
                 if masked:
-                    for i in range(hs):
+                    for i in range(head_dim):
                         dqkv[t, q + i] += ds * qkv[u, k + i]
                         dqkv[u, k + i] += ds * qkv[t, q + i]
-                    add_scaled(dqkv, u, v, a * mask[t, h, s0 + j], dout, t, q, hs)
+                    add_scaled(dqkv, u, v, a * mask[t, h, s0 + j], dout, t, q, head_dim)
                 else:
-                    for i in range(hs):
+                    for i in range(head_dim):
                         dqkv[t, q + i] += ds * qkv[u, k + i]
                         dqkv[u, k + i] += ds * qkv[t, q + i]
                         dqkv[u, v + i] += a * dout[t, q + i]
@@ -188,11 +188,11 @@ def doc_mask(mask, start, end):
 def attention_forward_ref(q, k, v, doc_starts, n_head, window=0, mask=None):
     """Returns out (N, C) and the weights a (before the mask) as a list per document of (NH, T_d, T_d)."""
     N, C = q.shape
-    hs = C // n_head
+    head_dim = C // n_head
     out, atts = np.zeros((N, C)), []
     for start, end in zip(doc_starts[:-1], doc_starts[1:]):
-        qd, kd, vd = (a[start:end].reshape(end - start, n_head, hs).transpose(1, 0, 2) for a in (q, k, v))  # (NH, T_d, HS)
-        scores = qd @ kd.transpose(0, 2, 1) / np.sqrt(hs)                        # (NH, T_d, T_d)
+        qd, kd, vd = (a[start:end].reshape(end - start, n_head, head_dim).transpose(1, 0, 2) for a in (q, k, v))  # (NH, T_d, HS)
+        scores = qd @ kd.transpose(0, 2, 1) / np.sqrt(head_dim)                        # (NH, T_d, T_d)
         scores = np.where(visible_keys(end - start, window), scores, -np.inf)
         a = np.exp(scores - scores.max(axis=2, keepdims=True))
         a /= a.sum(axis=2, keepdims=True)
@@ -207,15 +207,15 @@ def attention_backward_ref(dout, atts, q, k, v, doc_starts, n_head, mask=None):
     The window needs no argument: a is 0 outside it, and so are da·a and ds there.
     """
     N, C = q.shape
-    hs = C // n_head
+    head_dim = C // n_head
     dq, dk, dv = np.zeros((N, C)), np.zeros((N, C)), np.zeros((N, C))
     for a, start, end in zip(atts, doc_starts[:-1], doc_starts[1:]):
-        heads = lambda x: x[start:end].reshape(end - start, n_head, hs).transpose(1, 0, 2)  # (NH, T_d, HS)
+        heads = lambda x: x[start:end].reshape(end - start, n_head, head_dim).transpose(1, 0, 2)  # (NH, T_d, HS)
         merge = lambda x: x.transpose(1, 0, 2).reshape(end - start, C)
         qd, kd, vd, dod = heads(q), heads(k), heads(v), heads(dout)
         m = doc_mask(mask, start, end)
         da = (dod @ vd.transpose(0, 2, 1)) * m                                   # (NH, T_d, T_d)
-        ds = a * (da - (a * da).sum(axis=2, keepdims=True)) / np.sqrt(hs)
+        ds = a * (da - (a * da).sum(axis=2, keepdims=True)) / np.sqrt(head_dim)
         dq[start:end] = merge(ds @ kd)
         dk[start:end] = merge(ds.transpose(0, 2, 1) @ qd)
         dv[start:end] = merge((a * m).transpose(0, 2, 1) @ dod)

@@ -11,7 +11,7 @@ Names are the model's name scopes plus what was recorded there
 
     embed.out                      residual stream after the embedding (and its rmsnorm)  (T, C)
     <scope>.rmsnorm.mean_square    mean(x²) of the rmsnorm input, one per position        (T, 1)
-    <scope>.rmsnorm.scale          1/sqrt(mean(x²) + eps), what x is multiplied by        (T, 1)
+    <scope>.rmsnorm.rstd           1/sqrt(mean(x²) + eps), what x is multiplied by        (T, 1)
     <scope>.rmsnorm.out            the normalised x                                       (T, C)
     layer{i}.attn.q / .k / .v      queries, keys, values                                  (T, C)
     layer{i}.attn.head{h}.scores   q·k for the positions seen so far (.scaled: / √HS)     (T, T)
@@ -25,8 +25,12 @@ Names are the model's name scopes plus what was recorded there
     layer{i}.mlp.out               residual stream after the MLP                          (T, C)
     lm_head.logits                 the logits for the next token                          (T, V)
 
-where <scope> is embed, layer{i}.attn or layer{i}.mlp. Only the numbers (`.data`)
-are kept, so a capture is small and holds no graph.
+where <scope> is embed, layer{i}.attn or layer{i}.mlp. Other components record under
+their own names (`scalar_gpt.ROLES` lists them all): layernorm.* and scalenorm.* in
+place of rmsnorm.*, norm.affine after a learned gain and bias, .gelu in place of
+.relu, and for SwiGLU .gate, .silu and .hidden. With an attention window a query
+records the weights of the keys it sees only; `attention()` puts them in place.
+Only the numbers (`.data`) are kept, so a capture is small and holds no graph.
 """
 
 from collections import defaultdict
@@ -66,8 +70,16 @@ class Capture:
         return table
 
     def attention(self, layer, head):
-        """(T, T) weights: row = query position, column = key position; NaN where it cannot look."""
-        return self[f"layer{layer}.attn.head{head}.weights"]
+        """(T, T) weights: row = query position, column = key position; NaN where it cannot look.
+
+        The query at p records weights for the keys it sees, which end at p (and start
+        later than 0 with an attention window), so each row is placed to end on the diagonal.
+        """
+        rows = self._rows[f"layer{layer}.attn.head{head}.weights"]
+        table = np.full((len(rows), len(rows)), np.nan)
+        for pos, row in enumerate(rows):
+            table[pos, pos + 1 - len(row):pos + 1] = row
+        return table
 
     def dead_relus(self, layer):
         """Indices of the MLP units of `layer` whose ReLU was off (input ≤ 0) at every position.
