@@ -19,24 +19,15 @@ import sys
 import time
 from dataclasses import replace
 
+import numpy as np
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
-import numpy as np  # noqa: E402
 
-from microgpt.bench import machine_description  # noqa: E402
-from microgpt.config import PRESETS, GPTConfig, TrainConfig  # noqa: E402
-from microgpt.data import load_data  # noqa: E402
-from microgpt.evaluation import evaluate  # noqa: E402
-from microgpt.numba_gpt import NumbaBackend  # noqa: E402
-from microgpt.optim import Adam  # noqa: E402
-from microgpt.params import Params, count_parameters  # noqa: E402
-from microgpt.train import train_steps  # noqa: E402
-
-# The architectures compared: the two presets, then one change from microgpt each.
+# The architectures compared: the two presets (microgpt's is the defaults), then one change from microgpt each.
 ARCHITECTURES = {
-    "microgpt": PRESETS["microgpt"],
-    "gpt2": PRESETS["gpt2"],
+    "microgpt": "preset",
+    "gpt2": "preset",
     "norm layernorm": dict(norm="layernorm"),
     "norm scalenorm": dict(norm="scalenorm"),
     "norm-weights": dict(norm_weights=True),
@@ -54,6 +45,7 @@ ARCHITECTURES = {
 
 
 def parse_args(argv=None):
+    from microgpt.config import GPTConfig, TrainConfig
     model, recipe = GPTConfig(vocab_size=1), TrainConfig()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.path.join(REPO, "data", "names.txt"),
@@ -73,8 +65,18 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def components(name):
+    """The GPTConfig fields of the architecture called `name`."""
+    from microgpt.config import PRESETS
+    return PRESETS[name] if ARCHITECTURES[name] == "preset" else ARCHITECTURES[name]
+
+
 def final_val_loss(backend, config, train_config, data, val):
     """Train one model of `config` from train_config.seed for train_config.steps; its validation loss."""
+    from microgpt.evaluation import evaluate
+    from microgpt.optim import Adam
+    from microgpt.params import Params
+    from microgpt.train import train_steps
     params = Params.init(config, np.random.default_rng(train_config.seed), train_config.init_std)
     optimizer = Adam(params.size, train_config.beta1, train_config.beta2, train_config.eps)
     for _ in train_steps(backend, params, optimizer, data, train_config):
@@ -84,6 +86,7 @@ def final_val_loss(backend, config, train_config, data, val):
 
 def summary_row(name, config, losses, baseline, seconds):
     """One line of the table: mean ± standard deviation, range, difference from microgpt."""
+    from microgpt.params import count_parameters
     mean = statistics.fmean(losses)
     spread = statistics.stdev(losses) if len(losses) > 1 else 0.0
     delta = "" if baseline is None else f"{mean - baseline:+.4f}"
@@ -92,6 +95,12 @@ def summary_row(name, config, losses, baseline, seconds):
 
 
 def main(argv=None):
+    from microgpt.bench import machine_description
+    from microgpt.config import GPTConfig, TrainConfig
+    from microgpt.data import load_data
+    from microgpt.numba_gpt import NumbaBackend
+    from microgpt.params import Params
+
     args = parse_args(argv)
     data = load_data(args.data, args.block_size)
     val = data.eval_sample("val", args.eval_tokens)
@@ -112,7 +121,7 @@ def main(argv=None):
           f"{'vs microgpt':>8}  {'s/run':>6}")
     baseline = None
     for name in args.only or ARCHITECTURES:
-        config = replace(base, **ARCHITECTURES[name]).validate()
+        config = replace(base, **components(name)).validate()
         backend.prepare(Params.init(config, np.random.default_rng(0)), notify=None)   # compile outside the timing
         started, losses = time.perf_counter(), []
         for seed in range(args.seeds):
@@ -124,4 +133,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, REPO)        # this checkout's microgpt, whatever is installed
     main()

@@ -193,3 +193,21 @@ def test_the_comparison_catches_a_gradient_the_numba_glue_leaves_out(monkeypatch
     report = gradcheck(params, batch, fd_per_tensor=4, masks=masks)
     assert not report.ok
     assert max(t.engines_rel for t in report.tensors) > 1e-3
+
+
+def test_the_ablation_script_prints_a_row_per_architecture(capsys):
+    """benchmarks/ablation.py on a tiny budget: each asked architecture's parameter count, its mean
+    validation loss, and the difference from microgpt's mean."""
+    from benchmarks import ablation
+    from microgpt.params import count_parameters
+    ablation.main(["--steps", "3", "--seeds", "2", "--eval-tokens", "200", "--only", "microgpt", "gpt2", "mlp swiglu"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("machine: ") and any(line.startswith("model: n_embd 16") for line in lines)
+    rows = {line[:16].strip(): line[16:].split() for line in lines[-3:]}
+    assert list(rows) == ["microgpt", "gpt2", "mlp swiglu"]
+    baseline = float(rows["microgpt"][1])
+    for name, cells in rows.items():
+        config = replace(GPTConfig(vocab_size=27), **ablation.components(name))
+        assert int(cells[0].replace(",", "")) == count_parameters(config)
+        if name != "microgpt":
+            assert float(cells[5]) == pytest.approx(float(cells[1]) - baseline, abs=2e-4)
