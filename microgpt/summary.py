@@ -54,30 +54,20 @@ def flops_per_token(config):
 
 def activation_entries(config, rows):
     """A(R): the entries of the Numba backend's Workspace for `rows` rows (read from the Workspace,
-    whose buffer is allocated untouched, so no memory is actually used); None when the Numba
-    backend does not build this architecture."""
+    whose buffer is allocated untouched, so no memory is actually used)."""
     import numpy as np
 
-    from microgpt.errors import UsageError
     from microgpt.numba_gpt import Workspace, layout_of
     from microgpt.params import Params
-    try:
-        layout = layout_of(Params(config))
-    except UsageError:
-        return None
-    return Workspace(layout, rows, np.float64).memory.size
+    return Workspace(layout_of(Params(config)), rows, np.float64).memory.size
 
 
 def memory_bytes(config, batch_size, parameters):
-    """{what: bytes} of a training step in float64 (see the module's docstring for the formulas);
-    without "activations" when the Numba backend does not build this architecture."""
-    memory = {"parameters": FLOAT64_BYTES * parameters,
-              "gradients": FLOAT64_BYTES * parameters,
-              "Adam m and v": 2 * FLOAT64_BYTES * parameters}
-    activations = activation_entries(config, batch_size * config.block_size)
-    if activations is not None:
-        memory["activations"] = FLOAT64_BYTES * activations
-    return memory
+    """{what: bytes} of a training step in float64 (see the module's docstring for the formulas)."""
+    return {"parameters": FLOAT64_BYTES * parameters,
+            "gradients": FLOAT64_BYTES * parameters,
+            "Adam m and v": 2 * FLOAT64_BYTES * parameters,
+            "activations": FLOAT64_BYTES * activation_entries(config, batch_size * config.block_size)}
 
 
 def short_summary(config):
@@ -130,10 +120,7 @@ def format_summary(config, batch_size, init_std):
               "",
               f"memory of a training step in float64, batch {batch_size} × block_size {config.block_size}:"]
     lines += [f"  {what:<14}{_size(n):>10}" for what, n in memory.items()]
-    counted = "activations" in memory
-    if not counted:
-        lines.append(f"  {'activations':<14}{'?':>10}  (not counted: the numba backend does not build this model)")
-    lines.append(f"  {'total':<14}{_size(sum(memory.values())):>10}{'' if counted else '  (without the activations)'}")
+    lines.append(f"  {'total':<14}{_size(sum(memory.values())):>10}")
     return "\n".join(lines)
 
 

@@ -116,21 +116,6 @@ def test_bad_input_is_one_line(names_file, tmp_path, argv, fragment):
     assert fragment in err
 
 
-def test_activations_are_marked_unknown_when_the_numba_backend_cannot_build_the_model(monkeypatch):
-    from microgpt import numba_gpt
-    from microgpt.errors import UsageError
-    from microgpt.summary import format_summary
-
-    def refuse(params):
-        raise UsageError("the numba backend does not implement this yet")
-    monkeypatch.setattr(numba_gpt, "layout_of", refuse)
-    P = count_parameters(DEFAULT)
-    assert memory_bytes(DEFAULT, 1, P) == {"parameters": 8 * P, "gradients": 8 * P, "Adam m and v": 16 * P}
-    lines = format_summary(DEFAULT, 1, 0.08).splitlines()
-    assert "  activations            ?  (not counted: the numba backend does not build this model)" in lines
-    assert lines[-1] == f"  total          {32 * P / 1024:.1f} KiB  (without the activations)"
-
-
 def test_a_config_file_is_summarised_as_the_run_it_describes(names_file, tmp_path):
     train(names_file, tmp_path / "run", "--batch-size", 2, "--preset", "gpt2", "--mlp", "swiglu", steps=1)
     from_run = run_main("summary", tmp_path / "run")[1]
