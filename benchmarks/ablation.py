@@ -24,24 +24,11 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-# The architectures compared: the two presets (microgpt's is the defaults), then one change from microgpt each.
-ARCHITECTURES = {
-    "microgpt": "preset",
-    "gpt2": "preset",
-    "norm layernorm": dict(norm="layernorm"),
-    "norm scalenorm": dict(norm="scalenorm"),
-    "norm-weights": dict(norm_weights=True),
-    "final-norm": dict(final_norm=True),
-    "no embed-norm": dict(embed_norm=False),
-    "mlp gelu": dict(mlp="gelu"),
-    "mlp swiglu": dict(mlp="swiglu"),
-    "pos sinusoidal": dict(pos="sinusoidal"),
-    "attn-window 4": dict(attn_window=4),
-    "bias": dict(bias=True),
-    "tie-weights": dict(tie_weights=True),
-    "dropout 0.1": dict(dropout=0.1),
-    "init gpt2": dict(init="gpt2"),
-}
+def architectures():
+    """name -> GPTConfig fields of each architecture compared: the two presets (microgpt's is
+    the defaults), then one change from microgpt each (`microgpt.config.SWAPS`)."""
+    from microgpt.config import PRESETS, SWAPS
+    return {"microgpt": PRESETS["microgpt"], "gpt2": PRESETS["gpt2"], **SWAPS}
 
 
 def parse_args(argv=None):
@@ -60,15 +47,14 @@ def parse_args(argv=None):
     parser.add_argument("--block-size", type=int, default=model.block_size, help=f"default {model.block_size}")
     parser.add_argument("--eval-tokens", type=int, default=recipe.eval_tokens,
                         help=f"predictions in the validation sample (default {recipe.eval_tokens})")
-    parser.add_argument("--only", nargs="+", choices=ARCHITECTURES, metavar="NAME",
+    parser.add_argument("--only", nargs="+", choices=architectures(), metavar="NAME",
                         help="run these architectures only (default: all)")
     return parser.parse_args(argv)
 
 
 def components(name):
     """The GPTConfig fields of the architecture called `name`."""
-    from microgpt.config import PRESETS
-    return PRESETS[name] if ARCHITECTURES[name] == "preset" else ARCHITECTURES[name]
+    return architectures()[name]
 
 
 def final_val_loss(backend, config, train_config, data, val):
@@ -120,7 +106,7 @@ def main(argv=None):
     print(f"{'architecture':<16}{'params':>8}  {'val loss (mean ± sd)':<20}  {'range':<14}  "
           f"{'vs microgpt':>8}  {'s/run':>6}")
     baseline = None
-    for name in args.only or ARCHITECTURES:
+    for name in args.only or architectures():
         config = replace(base, **components(name)).validate()
         backend.prepare(Params.init(config, np.random.default_rng(0)), notify=None)   # compile outside the timing
         started, losses = time.perf_counter(), []

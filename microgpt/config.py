@@ -74,6 +74,23 @@ class GPTConfig:
         return asdict(self)
 
 
+# Each component's alternative to microgpt's choice, one at a time: the swaps an ablation compares.
+SWAPS = {
+    "norm layernorm": dict(norm="layernorm"),
+    "norm scalenorm": dict(norm="scalenorm"),
+    "norm-weights": dict(norm_weights=True),
+    "final-norm": dict(final_norm=True),
+    "no embed-norm": dict(embed_norm=False),
+    "mlp gelu": dict(mlp="gelu"),
+    "mlp swiglu": dict(mlp="swiglu"),
+    "pos sinusoidal": dict(pos="sinusoidal"),
+    "attn-window 4": dict(attn_window=4),
+    "bias": dict(bias=True),
+    "tie-weights": dict(tie_weights=True),
+    "dropout 0.1": dict(dropout=0.1),
+    "init gpt2": dict(init="gpt2"),
+}
+
 # Named starting points; any option given beside a preset overrides it.
 PRESETS = {
     "microgpt": {},     # the defaults above

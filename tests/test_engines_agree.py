@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from microgpt.config import MLPS, NORMS, POSITIONS, PRESETS, GPTConfig, TrainConfig
+from microgpt.config import PRESETS, SWAPS, GPTConfig, TrainConfig
 from microgpt.data import documents_from_strings
 from microgpt.dropout import draw_masks
 from microgpt.gradcheck import ENGINE_RTOL, gradcheck, random_batch, relative_difference
@@ -23,50 +23,10 @@ from microgpt.optim import Adam
 from microgpt.params import Params
 from microgpt.scalar_gpt import ScalarBackend
 from microgpt.train import train_steps
+from tests.component_cases import component_configs, perturbed_params
 from tests.conftest import NAMES
 
-# One change from microgpt each, the contract's list of swaps; and the two presets.
-SWAPS = {
-    "norm layernorm": dict(norm="layernorm"),
-    "norm scalenorm": dict(norm="scalenorm"),
-    "norm-weights": dict(norm_weights=True),
-    "final-norm": dict(final_norm=True),
-    "no embed-norm": dict(embed_norm=False),
-    "mlp gelu": dict(mlp="gelu"),
-    "mlp swiglu": dict(mlp="swiglu"),
-    "pos sinusoidal": dict(pos="sinusoidal"),
-    "attn-window 4": dict(attn_window=4),
-    "bias": dict(bias=True),
-    "tie-weights": dict(tie_weights=True),
-    "dropout 0.1": dict(dropout=0.1),
-    "init gpt2": dict(init="gpt2"),
-}
 ARCHITECTURES = {"preset microgpt": PRESETS["microgpt"], "preset gpt2": PRESETS["gpt2"], **SWAPS}
-
-
-@st.composite
-def component_configs(draw):
-    """A small GPTConfig with every component drawn."""
-    n_head = draw(st.sampled_from([1, 2]))
-    block_size = draw(st.integers(2, 6))
-    return GPTConfig(
-        vocab_size=draw(st.integers(3, 7)), n_embd=n_head * draw(st.integers(2, 4)), n_head=n_head,
-        n_layer=draw(st.integers(1, 2)), block_size=block_size,
-        norm=draw(st.sampled_from(NORMS)), norm_weights=draw(st.booleans()),
-        embed_norm=draw(st.booleans()), final_norm=draw(st.booleans()),
-        mlp=draw(st.sampled_from(MLPS)), mlp_ratio=draw(st.integers(1, 3)),
-        pos=draw(st.sampled_from(POSITIONS)), attn_window=draw(st.integers(0, block_size)),
-        bias=draw(st.booleans()), tie_weights=draw(st.booleans()),
-        dropout=draw(st.sampled_from([0.0, 0.25])), init=draw(st.sampled_from(["microgpt", "gpt2"]))).validate()
-
-
-def perturbed_params(config, seed):
-    """Params initialised by their rules, then every entry moved a little: gains not 1, biases not 0,
-    so that a gain or bias one engine forgot to apply changes the loss."""
-    rng = np.random.default_rng(seed)
-    params = Params.init(config, rng, std=0.3)
-    params.flat += rng.normal(0.0, 0.2, size=params.size)
-    return params
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from microgpt.config import MLPS, NORMS, POSITIONS, PRESETS, GPTConfig, TrainConfig
+from microgpt.config import MLPS, NORMS, PRESETS, GPTConfig, TrainConfig
 from microgpt.dropout import DropoutMasks, draw_masks
 from microgpt.engine import Value
 from microgpt.gradcheck import fd_violation, finite_difference_grads, finite_differences_near_kinks, random_batch
@@ -16,34 +16,10 @@ from microgpt.optim import Adam
 from microgpt.params import Params
 from microgpt.scalar_gpt import ScalarBackend, ScalarGPT
 from microgpt.train import train_steps
+from tests.component_cases import component_configs, perturbed_params
 from tests.reference_gpt import reference_logits, reference_loss
 
 RTOL = 1e-12   # the scalar engine against the NumPy reference: the same float64 formulas
-
-
-@st.composite
-def component_configs(draw):
-    """A small GPTConfig with every component drawn."""
-    n_head = draw(st.sampled_from([1, 2]))
-    block_size = draw(st.integers(2, 6))
-    return GPTConfig(
-        vocab_size=draw(st.integers(3, 7)), n_embd=n_head * draw(st.integers(2, 4)), n_head=n_head,
-        n_layer=draw(st.integers(1, 2)), block_size=block_size,
-        norm=draw(st.sampled_from(NORMS)), norm_weights=draw(st.booleans()),
-        embed_norm=draw(st.booleans()), final_norm=draw(st.booleans()),
-        mlp=draw(st.sampled_from(MLPS)), mlp_ratio=draw(st.integers(1, 3)),
-        pos=draw(st.sampled_from(POSITIONS)), attn_window=draw(st.integers(0, block_size)),
-        bias=draw(st.booleans()), tie_weights=draw(st.booleans()),
-        dropout=draw(st.sampled_from([0.0, 0.25])), init=draw(st.sampled_from(["microgpt", "gpt2"]))).validate()
-
-
-def perturbed_params(config, seed):
-    """Params initialised by their rules, then every entry moved a little, so that gains are not 1
-    and biases not 0 (a gain or bias that is never used would then change nothing)."""
-    rng = np.random.default_rng(seed)
-    params = Params.init(config, rng, std=0.3)
-    params.flat += rng.normal(0.0, 0.2, size=params.size)
-    return params
 
 
 @st.composite
