@@ -51,6 +51,7 @@ import numpy as np
 from numba import njit
 
 from microgpt.architecture import sinusoidal_positions
+from microgpt.flops import matmul_params
 from microgpt.kernels import (
     NO_MASK, adam_update, attention_backward, attention_forward, bias_backward, bias_forward,
     cross_entropy_backward, cross_entropy_forward, dropout_backward, dropout_forward, embedding_backward,
@@ -82,14 +83,30 @@ FOLLOWERS = {name for _, group in FUSED.values() for name in group[1:]}
 
 class Layout(NamedTuple):
     """Where each tensor the kernels read sits in the flat parameter vector (read from `Params`), and the sizes."""
-    config: object           # the GPTConfig: which components the model has
-    vocab_size: int          # V
-    n_embd: int              # C
-    n_hidden: int            # H, the MLP's hidden width
-    block_size: int          # T
+    config: object           # the GPTConfig: which components the model has, and the sizes
     tensors: dict            # name -> (start, stop, shape) in the vector: wte, wpe, the norms' weights, lm_head
     layers: list             # per layer, the same for its tensors, named without "layer{i}.", fused as in FUSED
     positions_table: dict    # dtype -> the (T, C) sinusoidal table (pos = "sinusoidal"), else empty
+
+    @property
+    def vocab_size(self):
+        """V"""
+        return self.config.vocab_size
+
+    @property
+    def n_embd(self):
+        """C"""
+        return self.config.n_embd
+
+    @property
+    def n_hidden(self):
+        """H, the MLP's hidden width"""
+        return self.config.n_hidden
+
+    @property
+    def block_size(self):
+        """T"""
+        return self.config.block_size
 
 
 def fused_entry(params, prefix, group):
@@ -127,8 +144,7 @@ def layout_of(params):
     if config.pos == "sinusoidal":
         table64 = sinusoidal_positions(config.block_size, config.n_embd)
         table = {dtype: table64.astype(dtype) for dtype in DTYPES.values()}
-    return Layout(config, config.vocab_size, config.n_embd, config.n_hidden, config.block_size,
-                  tensors, layers, table)
+    return Layout(config, tensors, layers, table)
 
 
 class LayerWeights(NamedTuple):
@@ -235,9 +251,7 @@ def shard_rows(doc_starts, n_shards):
 
 def matmul_work(layout, n_tokens):
     """Multiply-adds of a forward pass's matrix products over n_tokens tokens (a backward does twice as many)."""
-    C, H, L = layout.n_embd, layout.n_hidden, len(layout.layers)
-    mlp_matrices = 3 if layout.config.mlp == "swiglu" else 2
-    return n_tokens * (L * (4 * C * C + mlp_matrices * C * H) + layout.vocab_size * C)
+    return n_tokens * matmul_params(layout.config)      # one multiply-add per weight in a product, per token
 
 
 # --------------------------------------------------------------- workspace
