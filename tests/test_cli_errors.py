@@ -180,8 +180,8 @@ def test_any_file_trains_or_fails_in_one_line(content):
             f.write(content)
         code, _, err = run_main("train", path, "--out", os.path.join(tmp, "run"), "--steps", 1,
                                 "--samples", 1, "--n-embd", 2, "--n-head", 1, "--block-size", 4, "--quiet")
-        if code != 0:
-            assert_clean_error(code, err, exit_code=1)
+        if code != 0:  # block 4 cuts most documents, and says so in a note before any later error
+            assert_clean_error(code, err, exit_code=1, notes=True)
         else:
             assert "Traceback" not in err
 
